@@ -1,0 +1,164 @@
+"""Command line, in the style of the prometheus-community exporters.
+
+Every flag can also be set through `RESILIENCE_EXPORTER_<FLAG>`, with the flag's dots and dashes
+turned into underscores (`--web.listen-address` → `RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS`).
+The command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+import exporter
+from exporter import config as config_module
+from exporter import logs
+from exporter.collector import build_registry
+from exporter.runtime import Runtime, SnapshotStore
+from exporter.web import WebState, make_app
+
+log = logging.getLogger("exporter")
+ENV_PREFIX = "RESILIENCE_EXPORTER_"
+EXIT_CONFIG = 2
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resilience-exporter",
+        description="Probes connection pools, circuit breakers and hosts for Prometheus.",
+        epilog=f"Each flag can also be set as {ENV_PREFIX}<FLAG>, "
+        "e.g. RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS.",
+    )
+
+    def flag(name: str, default: str | None, help: str, **kwargs: object) -> None:
+        value = env.get(env_name(name), default)
+        parser.add_argument(name, default=value, help=f"{help} (env {env_name(name)})", **kwargs)  # type: ignore[arg-type]
+
+    flag(
+        "--config.file",
+        None,
+        "YAML configuration; without it, host metrics plus the "
+        "targets named by DATABASE_URL / REDIS_URL",
+        metavar="PATH",
+    )
+    flag("--web.listen-address", ":9864", "address to listen on", metavar="[HOST]:PORT")
+    flag("--web.telemetry-path", "/metrics", "path under which to expose metrics", metavar="PATH")
+    flag(
+        "--log.level",
+        "info",
+        "only log messages with this severity or above",
+        choices=logs.LOG_LEVELS,
+    )
+    flag("--log.format", "logfmt", "log format", choices=("logfmt", "json"))
+    parser.add_argument(
+        "--config.check",
+        action="store_true",
+        help="validate the configuration, print the targets and exit",
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    return parser
+
+
+def version_text() -> str:
+    return f"resilience-exporter {exporter.__version__} (python {sys.version.split()[0]})"
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{address!r}: expected [HOST]:PORT, e.g. :9864 or 127.0.0.1:9864")
+    host = host.removeprefix("[").removesuffix("]")
+    return (host or None), int(port)
+
+
+def load_config(path: str | None) -> config_module.Config:
+    if path is None:
+        return config_module.embedded_default()
+    return config_module.load(Path(path))
+
+
+async def serve(config: config_module.Config, host: str | None, port: int, path: str) -> int:
+    store = SnapshotStore()
+    runtime = Runtime(config_module.iter_targets(config), store)
+    registry = build_registry(store.latest)
+    app = make_app(WebState(store=store, registry=registry, runtime=runtime, telemetry_path=path))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host=host, port=port, shutdown_timeout=2.0)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": f"{host or ''}:{port}", "err": exc.strerror})
+        await runner.cleanup()
+        return 1
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runtime.start()
+    log.info(
+        "listening",
+        extra={
+            "address": f"{host or ''}:{port}",
+            "config": config.source,
+            "targets": len(runtime.runners),
+            "version": exporter.__version__,
+        },
+    )
+    await stop.wait()
+    log.info("shutting down")
+    await runtime.stop()
+    await runner.cleanup()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser(os.environ).parse_args(argv)
+    options = vars(args)
+    logs.setup(options["log.level"], options["log.format"])
+    try:
+        host, port = parse_listen_address(options["web.listen_address"])
+    except ValueError as exc:
+        log.error("invalid --web.listen-address", extra={"err": str(exc)})
+        return EXIT_CONFIG
+    path = options["web.telemetry_path"]
+    if not path.startswith("/"):
+        log.error("invalid --web.telemetry-path", extra={"err": "must start with /"})
+        return EXIT_CONFIG
+    try:
+        config = load_config(options["config.file"])
+    except config_module.ConfigError as exc:
+        for issue in exc.issues:
+            log.error(
+                "invalid configuration",
+                extra={
+                    "file": issue.file,
+                    "line": issue.line,
+                    "key": issue.key,
+                    "err": issue.message,
+                    "where": str(issue),
+                },
+            )
+        return EXIT_CONFIG
+    if options["config.check"]:
+        for target in config_module.iter_targets(config):
+            print(f"{target.name}\t{target.describe()}")
+        return 0
+    return asyncio.run(serve(config, host, port, path))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Loading and validating the YAML configuration.
+
+Every rejection names the file, the line and the key path, so that a typo in a fleet's config
+is found by reading one line of output. Values may reference `${ENV_VAR}`; `$${` is a literal
+`${`. Durations are Prometheus-style (`15s`, `1m30s`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from exporter import registry
+
+KeyPath = tuple[str | int, ...]
+
+_DURATION = re.compile(
+    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
+    r"(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
+)
+_UNIT_SECONDS = {
+    "y": 365 * 86400.0,
+    "w": 7 * 86400.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = frozenset(
+    {"target", "kind", "reason", "pool", "source", "state", "le", "job", "instance", "breaker"}
+)
+
+
+def parse_duration(value: object) -> float:
+    """Prometheus duration string to seconds."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError("a duration is a string with a unit, such as 15s, 1m or 500ms")
+    match = _DURATION.match(value)
+    if not value or not match or not any(match.groupdict().values()):
+        raise ValueError(f"{value!r} is not a duration (use e.g. 15s, 1m, 500ms)")
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n)
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1 or seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    return f"{int(seconds)}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(StrictModel):
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+
+
+class PoolConfig(StrictModel):
+    min_size: int = Field(1, ge=0, le=100)
+    max_size: int = Field(2, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Self:
+        if self.min_size > self.max_size:
+            raise ValueError("pool.min_size must not exceed pool.max_size")
+        return self
+
+
+class TargetConfig(StrictModel):
+    """What every target has; each kind's module subclasses it with its own fields."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+    kind: str
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if not _LABEL_NAME.match(key) or key.startswith("__"):
+                raise ValueError(f"{key!r} is not a valid Prometheus label name")
+            if key in RESERVED_LABELS:
+                raise ValueError(f"label {key!r} is set by the exporter itself")
+        return labels
+
+    @property
+    def interval_seconds(self) -> float:
+        assert self.interval is not None, "defaults are applied at load time"
+        return self.interval
+
+    @property
+    def timeout_seconds(self) -> float:
+        assert self.timeout is not None, "defaults are applied at load time"
+        return self.timeout
+
+    def describe(self) -> str:
+        """A secret-free one-line description for the landing page and logs."""
+        return self.kind
+
+
+class Config(StrictModel):
+    defaults: Defaults = Field(default_factory=Defaults)
+    targets: list[TargetConfig] = Field(default_factory=list)
+    host: dict[str, Any] = Field(default_factory=dict)
+    source: str = "<embedded default>"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key or '<top level>'}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Document:
+    """A parsed YAML document and the line of every key in it."""
+
+    def __init__(self, text: str, file: str) -> None:
+        self.file = file
+        self.lines: dict[KeyPath, int] = {}
+        self.issues: list[ConfigIssue] = []
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError([ConfigIssue(file, line, "", f"invalid YAML: {problem}")]) from None
+        if node is None:
+            self.data: Any = {}
+            return
+        self._index(node, ())
+        self.data = yaml.SafeLoader("").construct_document(node)
+
+    def _index(self, node: yaml.Node, path: KeyPath) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in seen:
+                    self.issues.append(
+                        ConfigIssue(
+                            self.file,
+                            key_node.start_mark.line + 1,
+                            _dotted((*path, key)),
+                            "duplicate key",
+                        )
+                    )
+                seen.add(key)
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                self._index(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._index(item, (*path, index))
+
+    def line_of(self, path: KeyPath) -> int | None:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path)
+
+    def issue(self, path: KeyPath, message: str) -> ConfigIssue:
+        return ConfigIssue(self.file, self.line_of(path), _dotted(path), message)
+
+
+def _expand_env(value: Any, path: KeyPath, env: Mapping[str, str], doc: _Document) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*path, str(k)), env, doc) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*path, i), env, doc) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name = match.group(1)
+        if name not in env:
+            doc.issues.append(doc.issue(path, f"environment variable {name} is not set"))
+            return ""
+        return env[name]
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _pydantic_issues(doc: _Document, exc: ValidationError, prefix: KeyPath) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = (*prefix, *(p for p in error["loc"] if isinstance(p, str | int)))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        issues.append(doc.issue(path, message))
+    return issues
+
+
+def _validate_target(
+    doc: _Document, raw: Any, index: int, defaults: Defaults
+) -> TargetConfig | None:
+    path: KeyPath = ("targets", index)
+    if not isinstance(raw, dict):
+        doc.issues.append(doc.issue(path, "each target is a mapping"))
+        return None
+    kind = raw.get("kind")
+    listed = {k: spec for k, spec in registry.kinds().items() if spec.listed}
+    if kind not in listed:
+        known = ", ".join(sorted(listed))
+        what = "missing" if kind is None else f"unknown kind {kind!r}"
+        doc.issues.append(doc.issue((*path, "kind"), f"{what}; known kinds: {known}"))
+        return None
+    return _validate_with_defaults(doc, listed[kind].config_model, raw, path, defaults)
+
+
+def _validate_with_defaults(
+    doc: _Document,
+    model: type[TargetConfig],
+    raw: dict[str, Any],
+    path: KeyPath,
+    defaults: Defaults,
+) -> TargetConfig | None:
+    try:
+        target = model.model_validate(raw)
+    except ValidationError as exc:
+        doc.issues.extend(_pydantic_issues(doc, exc, path))
+        return None
+    target = target.model_copy(
+        update={
+            "interval": target.interval or defaults.interval,
+            "timeout": target.timeout or defaults.timeout,
+        }
+    )
+    if target.timeout_seconds > target.interval_seconds:
+        doc.issues.append(doc.issue((*path, "timeout"), "timeout must not exceed the interval"))
+        return None
+    return target
+
+
+def host_target(config: Config) -> TargetConfig | None:
+    """The host probe's settings (the `host:` block), or None when it is disabled."""
+    spec = registry.kind_spec("host")
+    raw = {"name": "host", "kind": "host", **config.host}
+    target = spec.config_model.model_validate(raw)
+    target = target.model_copy(
+        update={
+            "interval": target.interval or config.defaults.interval,
+            "timeout": target.timeout or config.defaults.timeout,
+        }
+    )
+    return target if getattr(target, "enabled", True) else None
+
+
+def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    doc = _Document(text, file)
+    data = _expand_env(doc.data, (), env, doc)
+    if not isinstance(data, dict):
+        raise ConfigError([doc.issue((), "the configuration must be a mapping")])
+
+    try:
+        defaults = Defaults.model_validate(data.get("defaults") or {})
+    except ValidationError as exc:
+        doc.issues.extend(_pydantic_issues(doc, exc, ("defaults",)))
+        defaults = Defaults()
+
+    unknown = sorted(set(data) - {"defaults", "targets", "host"})
+    doc.issues.extend(doc.issue((key,), "unknown key") for key in unknown)
+
+    raw_targets = data.get("targets") or []
+    targets: list[TargetConfig] = []
+    if not isinstance(raw_targets, list):
+        doc.issues.append(doc.issue(("targets",), "targets is a list"))
+        raw_targets = []
+    names: set[str] = set()
+    for index, raw in enumerate(raw_targets):
+        target = _validate_target(doc, raw, index, defaults)
+        if target is None:
+            continue
+        if target.name in names:
+            doc.issues.append(doc.issue(("targets", index, "name"), "duplicate target name"))
+        names.add(target.name)
+        targets.append(target)
+
+    host = data.get("host") or {}
+    if not isinstance(host, dict):
+        doc.issues.append(doc.issue(("host",), "host is a mapping"))
+        host = {}
+    host_model = registry.kind_spec("host").config_model
+    _validate_with_defaults(
+        doc, host_model, {"name": "host", "kind": "host", **host}, ("host",), defaults
+    )
+
+    if doc.issues:
+        raise ConfigError(doc.issues)
+    return Config(defaults=defaults, targets=targets, host=host, source=file)
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(str(path), None, "", "not UTF-8 text")]) from None
+    return parse(text, str(path), env)
+
+
+def embedded_default(env: Mapping[str, str] | None = None) -> Config:
+    """No config file: host metrics, plus one target per `DATABASE_URL`-style variable set."""
+    env = os.environ if env is None else env
+    doc = _Document("", "<environment>")
+    defaults = Defaults()
+    targets: list[TargetConfig] = []
+    for spec in registry.kinds().values():
+        if spec.env_url_var is None or spec.from_env_url is None:
+            continue
+        url = env.get(spec.env_url_var)
+        if not url:
+            continue
+        raw = dict(spec.from_env_url(url))
+        target = _validate_with_defaults(doc, spec.config_model, raw, (spec.env_url_var,), defaults)
+        if target is not None:
+            targets.append(target)
+    if doc.issues:
+        raise ConfigError(doc.issues)
+    return Config(defaults=defaults, targets=targets)
+
+
+def iter_targets(config: Config) -> Iterator[TargetConfig]:
+    """Every probed target, the host included when enabled."""
+    host = host_target(config)
+    if host is not None:
+        yield host
+    yield from config.targets

@@ -1,0 +1,1 @@
+"""One module per probe kind; each registers itself with `exporter.registry` on import."""

@@ -1,0 +1,305 @@
+"""PostgreSQL: probe round trip through the exporter's own psycopg pool, the pool's stats,
+and the server's connection saturation as seen in `pg_stat_activity`.
+
+The monitoring role needs `pg_monitor` (or `pg_read_all_stats`) to see the state of other
+roles' sessions; without it their state reads as `unknown`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Self
+
+import psycopg
+import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import Field, model_validator
+
+from exporter.config import PoolConfig, TargetConfig
+from exporter.families import Sample, family, sample
+from exporter.pools import PoolStats, PoolTimings, pool_samples
+from exporter.reasons import Failure, ProbeError, Reason, classify_builtin
+from exporter.registry import KindSpec, register_kind
+from exporter.secrets import PasswordSource, remember
+
+CONNECTIONS = family(
+    "resilience_postgres_connections",
+    "Client backends on the server by state, from pg_stat_activity.",
+    "gauge", ("target", "state"), group="postgres",
+)  # fmt: skip
+MAX_CONNECTIONS = family(
+    "resilience_postgres_max_connections",
+    "The server's max_connections setting.",
+    "gauge", ("target",), group="postgres",
+)  # fmt: skip
+RESERVED_CONNECTIONS = family(
+    "resilience_postgres_reserved_connections",
+    "Connection slots reserved for superusers (superuser_reserved_connections).",
+    "gauge", ("target",), group="postgres",
+)  # fmt: skip
+OLDEST_TRANSACTION = family(
+    "resilience_postgres_oldest_transaction_seconds",
+    "Age of the oldest open transaction of any client backend (0 when none is open).",
+    "gauge", ("target",), group="postgres",
+)  # fmt: skip
+OLDEST_IDLE_IN_TRANSACTION = family(
+    "resilience_postgres_oldest_idle_in_transaction_seconds",
+    "How long the longest session idle in transaction has been idle (0 when none).",
+    "gauge", ("target",), group="postgres",
+)  # fmt: skip
+
+# pg_stat_activity.state values, spelled as label values.
+STATES: Mapping[str | None, str] = {
+    "active": "active",
+    "idle": "idle",
+    "idle in transaction": "idle_in_transaction",
+    "idle in transaction (aborted)": "idle_in_transaction_aborted",
+    "fastpath function call": "fastpath_function_call",
+    "disabled": "disabled",
+    None: "unknown",
+}
+
+# One round trip gives everything; the exporter's own session is counted like any other.
+SATURATION_SQL = """
+SELECT current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       coalesce((SELECT max(extract(epoch FROM clock_timestamp() - xact_start))
+                 FROM pg_stat_activity
+                 WHERE backend_type = 'client backend' AND xact_start IS NOT NULL
+                   AND pid <> pg_backend_pid()), 0)::float8,
+       coalesce((SELECT max(extract(epoch FROM clock_timestamp() - state_change))
+                 FROM pg_stat_activity
+                 WHERE backend_type = 'client backend'
+                   AND state LIKE 'idle in transaction%'), 0)::float8,
+       coalesce((SELECT json_agg(json_build_array(state, n))
+                 FROM (SELECT state, count(*) AS n FROM pg_stat_activity
+                       WHERE backend_type = 'client backend' GROUP BY state) AS s), '[]')
+"""
+
+
+class PostgresTarget(TargetConfig, PasswordSource):
+    kind: Literal["postgres"]
+    dsn: str = Field(min_length=1)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_out_of_dsn(cls, data: Any) -> Any:
+        """Move a password written inside the DSN into the secret, so the DSN can be shown."""
+        if not isinstance(data, dict) or not isinstance(data.get("dsn"), str):
+            return data
+        try:
+            params = conninfo_to_dict(data["dsn"])
+        except psycopg.ProgrammingError:
+            # The message of this error may quote the DSN, password included.
+            raise ValueError("dsn is not a valid PostgreSQL URL or conninfo string") from None
+        password = params.pop("password", None)
+        if password is None:
+            return data
+        if data.get("password") is not None or data.get("password_file") is not None:
+            raise ValueError("the dsn holds a password: remove it or the password key")
+        remember(str(password))
+        return {**data, "dsn": make_conninfo("", **params), "password": str(password)}
+
+    def describe(self) -> str:
+        params = conninfo_to_dict(self.dsn)
+        host = params.get("host", "localhost")
+        port = params.get("port", "5432")
+        return f"postgres {params.get('user', '')}@{host}:{port}/{params.get('dbname', '')}"
+
+
+class _ConnectObserver:
+    """Sees every connection attempt the pool makes, which the pool itself does not report:
+    a `PoolTimeout` alone cannot tell a refused connection from bad credentials."""
+
+    def __init__(self, timings: PoolTimings) -> None:
+        self.timings = timings
+        self._last_error: tuple[float, BaseException] | None = None
+
+    def error_since(self, moment: float) -> BaseException | None:
+        """The latest failed attempt, if it failed after `moment` (a monotonic time)."""
+        if self._last_error is not None and self._last_error[0] >= moment:
+            return self._last_error[1]
+        return None
+
+    def connection_class(self) -> type[psycopg.AsyncConnection[TupleRow]]:
+        observer = self
+
+        class ObservedConnection(psycopg.AsyncConnection[TupleRow]):
+            @classmethod
+            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+                start = time.perf_counter()
+                try:
+                    conn = await super().connect(conninfo, **kwargs)
+                except BaseException as exc:
+                    observer._last_error = (time.monotonic(), exc)
+                    raise
+                observer.timings.connect.observe(time.perf_counter() - start)
+                return conn
+
+        return ObservedConnection
+
+
+_MESSAGE_REASONS: tuple[tuple[str, Reason, bool], ...] = (
+    ("password authentication failed", "auth", True),
+    ("no password supplied", "auth", True),
+    ("authentication failed", "auth", True),
+    ("pg_hba.conf", "auth", True),
+    ('role "', "auth", True),  # role "x" does not exist
+    ("does not exist", "other", True),  # database "x" does not exist
+    ("too many clients", "too_many_connections", False),
+    ("remaining connection slots", "too_many_connections", False),
+    ("connection refused", "refused", False),
+    ("no such file or directory", "refused", False),  # Unix socket not there
+    ("could not translate host name", "dns", True),
+    ("name or service not known", "dns", True),
+    ("temporary failure in name resolution", "dns", False),
+    ("timeout expired", "timeout", False),
+    ("ssl", "tls", True),
+    ("certificate", "tls", True),
+)
+
+_SQLSTATE_REASONS: Mapping[type[psycopg.Error], tuple[Reason, bool]] = {
+    psycopg.errors.InvalidPassword: ("auth", True),
+    psycopg.errors.InvalidAuthorizationSpecification: ("auth", True),
+    psycopg.errors.InvalidCatalogName: ("other", True),
+    psycopg.errors.TooManyConnections: ("too_many_connections", False),
+    psycopg.errors.QueryCanceled: ("timeout", False),
+    psycopg.errors.InsufficientPrivilege: ("auth", True),
+}
+
+
+def classify_postgres(exc: BaseException) -> Failure:
+    for error_class, (reason, persistent) in _SQLSTATE_REASONS.items():
+        if isinstance(exc, error_class):
+            return Failure(reason, _first_line(exc), persistent)
+    if isinstance(exc, psycopg.OperationalError):
+        text = str(exc).lower()
+        for needle, reason, persistent in _MESSAGE_REASONS:
+            if needle in text:
+                return Failure(reason, _first_line(exc), persistent)
+        return Failure("other", _first_line(exc))
+    if isinstance(exc, psycopg.InterfaceError | psycopg.DataError):
+        return Failure("protocol", _first_line(exc))
+    return classify_builtin(exc) or Failure("other", type(exc).__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+class PostgresProbe:
+    def __init__(self, target: PostgresTarget) -> None:
+        self.target = target
+        self.timings = PoolTimings()
+        self._observer = _ConnectObserver(self.timings)
+        self._started = time.monotonic()
+        timeout = target.timeout_seconds
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
+            target.dsn,
+            open=False,
+            name=target.name,
+            min_size=target.pool.min_size,
+            max_size=target.pool.max_size,
+            timeout=timeout,
+            # Give up reconnecting quickly: the next probe asks again, so a long outage does
+            # not leave the pool in a long back-off after the server is back.
+            reconnect_timeout=timeout,
+            connection_class=self._observer.connection_class(),
+            kwargs=self._connection_kwargs,
+        )
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "application_name": "resilience-exporter",
+            # libpq's connect_timeout has a floor of 2 seconds.
+            "connect_timeout": max(2, round(self.target.timeout_seconds)),
+            # If the exporter is cancelled mid-query, the server gives up too.
+            "options": f"-c statement_timeout={int(self.target.timeout_seconds * 1000)}",
+        }
+        password = self.target.resolve_password()
+        if password is not None:
+            kwargs["password"] = password
+        return kwargs
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def probe(self) -> Sequence[Sample]:
+        name = self.target.name
+        self._started = time.monotonic()
+        with self.timings.timing_acquire():
+            conn = await self.pool.getconn()
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(SATURATION_SQL)
+                row = await cur.fetchone()
+        finally:
+            await self.pool.putconn(conn)
+        if row is None:
+            raise ProbeError("protocol", "saturation query returned no row")
+        max_connections, reserved, oldest_xact, oldest_idle_xact, by_state = row
+        counts = dict.fromkeys(STATES.values(), 0)
+        for state, count in by_state:
+            label = STATES.get(state, "unknown")
+            counts[label] += int(count)
+        samples = [sample(CONNECTIONS, n, target=name, state=s) for s, n in counts.items()]
+        samples += [
+            sample(MAX_CONNECTIONS, max_connections, target=name),
+            sample(RESERVED_CONNECTIONS, reserved, target=name),
+            sample(OLDEST_TRANSACTION, oldest_xact, target=name),
+            sample(OLDEST_IDLE_IN_TRANSACTION, oldest_idle_xact, target=name),
+        ]
+        return samples
+
+    def local_samples(self) -> Sequence[Sample]:
+        stats = self.pool.get_stats()
+        size = stats.get("pool_size", 0)
+        idle = stats.get("pool_available", 0)
+        pool_stats = PoolStats(
+            in_use=max(size - idle, 0),
+            idle=idle,
+            max_size=stats.get("pool_max", self.target.pool.max_size),
+            min_size=stats.get("pool_min", self.target.pool.min_size),
+            pending=stats.get("requests_waiting", 0),
+            connect_errors=stats.get("connections_errors", 0),
+            acquire_errors=self.timings.acquire_failures,
+            lost=stats.get("connections_lost", 0),
+        )
+        return pool_samples(self.target.name, "exporter", pool_stats, self.timings)
+
+    def classify(self, exc: BaseException) -> Failure:
+        if isinstance(exc, TimeoutError | PoolTimeout):
+            # Waiting for the pool timed out: say why the pool had no connection to give.
+            cause = self._observer.error_since(self._started)
+            if cause is not None:
+                return classify_postgres(cause)
+            return Failure("timeout", "no answer within the timeout")
+        return classify_postgres(exc)
+
+    async def close(self) -> None:
+        await self.pool.close(timeout=1.0)
+
+
+def _from_env_url(url: str) -> Mapping[str, Any]:
+    return {"name": "database", "kind": "postgres", "dsn": url}
+
+
+def _create(target: PostgresTarget) -> PostgresProbe:
+    return PostgresProbe(target)
+
+
+register_kind(
+    KindSpec(
+        kind="postgres",
+        config_model=PostgresTarget,
+        create=_create,
+        env_url_var="DATABASE_URL",
+        from_env_url=_from_env_url,
+    )
+)

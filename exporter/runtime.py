@@ -1,0 +1,226 @@
+"""Probing in the background: one task per target, on its interval, under its timeout.
+
+Each round publishes an immutable `Snapshot`; scrapes only ever read the latest ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from exporter.config import TargetConfig
+from exporter.families import HistogramAccumulator, Sample, family, sample, with_constant_labels
+from exporter.reasons import REASONS, Failure
+from exporter.registry import Probe, kind_spec
+from exporter.secrets import redact
+
+log = logging.getLogger(__name__)
+
+UP = family(
+    "resilience_up",
+    "1 if the last probe of the target succeeded, else 0 with the reason of the failure.",
+    "gauge",
+    ("target", "kind", "reason"),
+    group="probe",
+)
+PROBE_DURATION = family(
+    "resilience_probe_duration_seconds",
+    "Duration of whole probes, successful or not.",
+    "histogram",
+    ("target", "kind"),
+    group="probe",
+)
+PROBE_ERRORS = family(
+    "resilience_probe_errors_total",
+    "Failed probes by reason.",
+    "counter",
+    ("target", "kind", "reason"),
+    group="probe",
+)
+LAST_SUCCESS = family(
+    "resilience_last_success_timestamp_seconds",
+    "When the target last answered a probe successfully, as a Unix timestamp.",
+    "gauge",
+    ("target", "kind"),
+    group="probe",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    target: str
+    kind: str
+    description: str
+    up: bool | None  # None until the first probe has finished
+    failure: Failure | None
+    finished_at: float | None
+    samples: tuple[Sample, ...]
+
+
+class TargetRunner:
+    """Probes one target forever and publishes a snapshot after each probe."""
+
+    def __init__(self, config: TargetConfig, store: SnapshotStore) -> None:
+        self.config = config
+        self.store = store
+        self.probe: Probe = kind_spec(config.kind).create(config)
+        self.duration = HistogramAccumulator()
+        self.errors = dict.fromkeys(REASONS, 0)
+        self.last_success: float | None = None
+        self.first_round = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._abandoned: asyncio.Task[Sequence[Sample]] | None = None
+        self.publish(None, None, ())
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self, *, jitter: bool = True) -> None:
+        self._task = asyncio.create_task(self._loop(jitter), name=f"probe:{self.name}")
+
+    async def _loop(self, jitter: bool) -> None:
+        await self.probe.open()
+        interval = self.config.interval_seconds
+        if jitter:
+            # Spread the targets so that a restart doesn't probe them all in the same instant.
+            await asyncio.sleep(random.uniform(0, min(interval, 5.0) * 0.5))
+        next_at = time.monotonic()
+        while True:
+            await self.run_once()
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # a slow probe: skip the missed slots, don't burst to catch up
+                next_at = now + interval - ((now - next_at) % interval)
+            await asyncio.sleep(next_at - now)
+
+    async def run_once(self) -> Snapshot:
+        start = time.perf_counter()
+        failure: Failure | None = None
+        samples: Sequence[Sample] = ()
+        try:
+            samples = await self._probe_within_timeout()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure of a target is data, never a crash
+            failure = self.probe.classify(exc)
+        self.duration.observe(time.perf_counter() - start)
+        if failure is None:
+            self.last_success = time.time()
+        else:
+            self.errors[failure.reason] += 1
+            log.warning(
+                "probe failed",
+                extra={
+                    "target": self.name,
+                    "kind": self.config.kind,
+                    "reason": failure.reason,
+                    "err": redact(failure.message),
+                },
+            )
+        snapshot = self.publish(failure is None, failure, samples)
+        self.first_round.set()
+        return snapshot
+
+    async def _probe_within_timeout(self) -> Sequence[Sample]:
+        """Run the probe, giving up after the timeout even if the client library, once
+        cancelled, takes its time to clean up (psycopg waits for the server to acknowledge
+        a query cancel): that clean-up goes on in the background, one at a time."""
+        if self._abandoned is not None and not self._abandoned.done():
+            raise TimeoutError("the previous probe is still being cancelled")
+        task = asyncio.create_task(self.probe.probe(), name=f"probe-once:{self.name}")
+        done, _ = await asyncio.wait({task}, timeout=self.config.timeout_seconds)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume_outcome)
+            self._abandoned = task
+            raise TimeoutError("probe timed out")
+        return task.result()
+
+    def publish(
+        self, up: bool | None, failure: Failure | None, samples: Iterable[Sample]
+    ) -> Snapshot:
+        name, kind = self.name, self.config.kind
+        common = [sample(PROBE_DURATION, self.duration.value(), target=name, kind=kind)]
+        common += [
+            sample(PROBE_ERRORS, n, target=name, kind=kind, reason=r)
+            for r, n in self.errors.items()
+        ]
+        if up is not None:
+            reason = failure.reason if failure else ""
+            common.append(sample(UP, 1.0 if up else 0.0, target=name, kind=kind, reason=reason))
+        if self.last_success is not None:
+            common.append(sample(LAST_SUCCESS, self.last_success, target=name, kind=kind))
+        all_samples = [*common, *self.probe.local_samples(), *samples]
+        snapshot = Snapshot(
+            target=name,
+            kind=kind,
+            description=self.config.describe(),
+            up=up,
+            failure=failure,
+            finished_at=time.time() if up is not None else None,
+            samples=tuple(with_constant_labels(all_samples, self.config.labels)),
+        )
+        self.store.put(snapshot)
+        return snapshot
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, self._abandoned) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(5.0):
+                await self.probe.close()
+        except Exception as exc:  # shutting down: log and go on with the others
+            log.warning("closing probe failed", extra={"target": self.name, "err": repr(exc)})
+
+
+def _consume_outcome(task: asyncio.Task[Sequence[Sample]]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+@dataclass
+class SnapshotStore:
+    """The latest snapshot of every target. Replacing a dict entry is atomic for readers on
+    the event loop; `generation` lets the exposition cache tell when anything changed."""
+
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    generation: int = 0
+
+    def put(self, snapshot: Snapshot) -> None:
+        self.snapshots[snapshot.target] = snapshot
+        self.generation += 1
+
+    def drop(self, target: str) -> None:
+        if self.snapshots.pop(target, None) is not None:
+            self.generation += 1
+
+    def latest(self) -> list[Snapshot]:
+        return list(self.snapshots.values())
+
+
+class Runtime:
+    """All target runners of one configuration."""
+
+    def __init__(self, targets: Iterable[TargetConfig], store: SnapshotStore) -> None:
+        self.store = store
+        self.runners = [TargetRunner(t, store) for t in targets]
+
+    def start(self, *, jitter: bool = True) -> None:
+        for runner in self.runners:
+            runner.start(jitter=jitter)
+
+    @property
+    def ready(self) -> bool:
+        return all(r.first_round.is_set() for r in self.runners)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.runners))
+        for runner in self.runners:
+            self.store.drop(runner.name)

@@ -1,0 +1,102 @@
+"""`make demo`: real servers on loopback, the exporter probing them, URLs printed.
+
+Ctrl-C (or SIGTERM, or `--exit-after`) stops everything that was started, by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from testservers.base import ServerProcess, free_port, port_open, wait_until
+from testservers.postgres import PostgresServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / ".demo"
+MONITOR_USER = "monitor"
+MONITOR_PASSWORD = "demo-monitor-password"
+
+
+def demo_config(pg: PostgresServer) -> str:
+    return f"""# Written by scripts/demo.py
+defaults: {{interval: 5s, timeout: 3s}}
+targets:
+  - name: demo-postgres
+    kind: postgres
+    dsn: postgresql://{MONITOR_USER}@127.0.0.1:{pg.port}/postgres?sslmode=disable
+    password: ${{DEMO_PG_PASSWORD}}
+    pool: {{min_size: 1, max_size: 2}}
+    labels: {{env: demo}}
+host: {{enabled: true}}
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--exit-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after this long (for tests)",
+    )
+    parser.add_argument("--port", type=int, default=9864, help="exporter port if free")
+    args = parser.parse_args()
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    DEMO_DIR.mkdir(exist_ok=True)
+    started: list[ServerProcess] = []
+    pg = PostgresServer()
+    try:
+        print("starting PostgreSQL ...", flush=True)
+        pg.start()
+        pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        config_path = DEMO_DIR / "config.yml"
+        config_path.write_text(demo_config(pg))
+
+        port = args.port if not port_open(args.port) else free_port()
+        exporter = ServerProcess(
+            "resilience-exporter",
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                f"--config.file={config_path}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            log_path=DEMO_DIR / "exporter.log",
+        )
+        os.environ["DEMO_PG_PASSWORD"] = MONITOR_PASSWORD
+        exporter.start()
+        started.append(exporter)
+        wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
+
+        print(
+            f"""
+resilience-exporter demo is running (Ctrl-C stops everything)
+  exporter landing page   http://127.0.0.1:{port}/
+  metrics                 http://127.0.0.1:{port}/metrics
+  PostgreSQL              {pg.dsn(MONITOR_USER)}  (role with pg_monitor)
+  config                  {config_path}
+  exporter log            {exporter.log_path}
+""",
+            flush=True,
+        )
+        stop.wait(args.exit_after)
+        print("stopping ...", flush=True)
+    finally:
+        for proc in reversed(started):
+            proc.stop(signal.SIGTERM)
+        pg.remove()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Real servers from Debian's packages, started on loopback for tests, the demo and benchmarks."""

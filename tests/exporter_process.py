@@ -1,0 +1,163 @@
+"""Runs the real exporter as a child process and reads its /metrics, as Prometheus would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from prometheus_client.parser import text_string_to_metric_families
+from testservers.base import ServerError, free_port, wait_until
+
+LabelSet = frozenset[tuple[str, str]]
+
+
+class Exposition:
+    """Parsed samples of one scrape: `value(name, **labels)` finds one sample."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: dict[str, dict[LabelSet, float]] = {}
+        self.types: dict[str, str] = {}
+        for fam in text_string_to_metric_families(text):
+            self.types[fam.name] = fam.type
+            for s in fam.samples:
+                self.samples.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
+
+    def series(self, name: str, **labels: str) -> dict[LabelSet, float]:
+        wanted = set(labels.items())
+        return {k: v for k, v in self.samples.get(name, {}).items() if wanted <= k}
+
+    def value(self, name: str, **labels: str) -> float | None:
+        found = self.series(name, **labels)
+        if len(found) > 1:
+            raise AssertionError(f"{name}{labels} matches {len(found)} series: {list(found)}")
+        return next(iter(found.values()), None)
+
+    def has(self, name: str, **labels: str) -> bool:
+        return bool(self.series(name, **labels))
+
+    def label_values(self, name: str, label: str) -> set[str]:
+        return {dict(k).get(label, "") for k in self.samples.get(name, {})}
+
+
+class ExporterProcess:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        config: str | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.log_path = workdir / f"exporter-{self.port}.log"
+        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}"]
+        if config is not None:
+            self.config_path = workdir / f"config-{self.port}.yml"
+            self.config_path.write_text(config)
+            argv.append(f"--config.file={self.config_path}")
+        self.argv = [*argv, *args]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_until(self._healthy, timeout=30, what="the exporter to answer /-/healthy")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServerError(f"exporter exited {self.proc.returncode}:\n{self.logs()}")
+        try:
+            return self.get("/-/healthy")[0] == 200
+        except OSError:
+            return False
+
+    def get(
+        self, path: str, *, headers: Mapping[str, str] | None = None, timeout: float = 5.0
+    ) -> tuple[int, str, Mapping[str, str]]:
+        request = urllib.request.Request(self.url + path, headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = response.read().decode()
+                return response.status, body, dict(response.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(), dict(err.headers)
+
+    def scrape(self, timeout: float = 5.0) -> Exposition:
+        status, body, _ = self.get("/metrics", timeout=timeout)
+        assert status == 200, body
+        return Exposition(body)
+
+    def wait_for(
+        self, what: str, check: Callable[[Exposition], bool], timeout: float
+    ) -> Exposition:
+        """Scrape until `check(exposition)` is true; return that exposition."""
+        latest: list[Exposition] = []
+
+        def ok() -> bool:
+            latest[:] = [self.scrape()]
+            return check(latest[0])
+
+        wait_until(ok, timeout=timeout, interval=0.2, what=what)
+        return latest[0]
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_exporter(
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run the exporter to completion (config checks, --version)."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )

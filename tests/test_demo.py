@@ -1,0 +1,53 @@
+"""`make demo` runs scripts/demo.py: it must bring up PostgreSQL and the exporter and say where."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from exporter_process import Exposition
+from tests_support import http_get
+from testservers.base import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_serves_postgres_and_host_metrics() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "demo.py"),
+            f"--port={free_port()}",
+            "--exit-after=120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    output = ""
+    try:
+        for line in proc.stdout:
+            output += line
+            if "exporter log" in line:
+                break
+        match = re.search(r"metrics\s+(http://\S+)", output)
+        assert match, output
+        url = match.group(1)
+
+        def postgres_up() -> bool:
+            exp = Exposition(http_get(url))
+            return exp.value("resilience_up", target="demo-postgres") == 1
+
+        wait_until(postgres_up, timeout=60, what="the demo's PostgreSQL target to be up")
+        exp = Exposition(http_get(url))
+        assert exp.has("resilience_postgres_connections")
+        assert exp.has("resilience_host_memory_total_bytes")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert proc.returncode == 0
