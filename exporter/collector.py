@@ -7,16 +7,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import utils as prometheus_utils
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 import exporter
 from exporter.families import CATALOG, Family, HistogramValue, Sample, family
 from exporter.runtime import Snapshot
 
 # client_python's own spelling of `le` values, so buckets read as they do everywhere else.
-float_to_go_string = cast(Callable[[float], str], _float_to_go_string)
+float_to_go_string = cast(Callable[[float], str], prometheus_utils.floatToGoString)
 
 BUILD_INFO = family(
     "resilience_exporter_build_info",
