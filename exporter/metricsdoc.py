@@ -32,7 +32,10 @@ def render() -> str:
             f"| `{fam.name}` | {fam.type} | {labels} | {fam.help} |"
         )
     out = [HEADER]
-    for group, rows in groups.items():
+    # Fixed order, whatever order the modules were imported in.
+    order = [*GROUP_TITLES, *sorted(set(groups) - set(GROUP_TITLES))]
+    for group in order:
+        rows = groups.get(group, [])
         out.append(f"## {GROUP_TITLES.get(group, group.capitalize())}\n")
         out.append("| Name | Type | Labels | Meaning |")
         out.append("|---|---|---|---|")

@@ -39,11 +39,11 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
         assert match, output
         url = match.group(1)
 
-        def postgres_up() -> bool:
+        def all_up() -> bool:
             exp = Exposition(http_get(url))
-            return exp.value("resilience_up", target="demo-postgres") == 1
+            return all(exp.value("resilience_up", target=t) == 1 for t in ("demo-postgres", "host"))
 
-        wait_until(postgres_up, timeout=60, what="the demo's PostgreSQL target to be up")
+        wait_until(all_up, timeout=60, what="the demo's targets to be up")
         exp = Exposition(http_get(url))
         assert exp.has("resilience_postgres_connections")
         assert exp.has("resilience_host_memory_total_bytes")
