@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from exporter import collector, runtime  # noqa: F401  (they declare families on import)
+from exporter import breakers, collector, pools, runtime  # noqa: F401  (they declare families)
 from exporter.families import CATALOG
 from exporter.registry import load_probe_modules
 
@@ -12,6 +12,7 @@ GROUP_TITLES = {
     "exporter": "The exporter itself",
     "probe": "Every probed target",
     "pool": "Connection pools (the exporter's and applications')",
+    "breaker": "Circuit breakers (the exporter's and applications')",
 }
 
 HEADER = """# Metrics reference
