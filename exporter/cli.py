@@ -22,8 +22,9 @@ import exporter
 from exporter import config as config_module
 from exporter import logs
 from exporter.collector import build_registry
-from exporter.runtime import Runtime, SnapshotStore
+from exporter.service import Service, ServiceOptions
 from exporter.web import WebState, make_app
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("exporter")
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
@@ -62,6 +63,19 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=logs.LOG_LEVELS,
     )
     flag("--log.format", "logfmt", "log format", choices=("logfmt", "json"))
+    flag(
+        "--web.config.file",
+        None,
+        "exporter-toolkit web config: TLS, basic auth, headers, rate limit",
+        metavar="PATH",
+    )
+    lifecycle = env.get(env_name("--web.enable-lifecycle"), "").lower() in ("1", "true", "yes")
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        action="store_true",
+        default=lifecycle,
+        help="enable POST /-/reload (env RESILIENCE_EXPORTER_WEB_ENABLE_LIFECYCLE=true)",
+    )
     parser.add_argument(
         "--config.check",
         action="store_true",
@@ -89,14 +103,14 @@ def load_config(path: str | None) -> config_module.Config:
     return config_module.load(Path(path))
 
 
-async def serve(config: config_module.Config, host: str | None, port: int, path: str) -> int:
-    store = SnapshotStore()
-    runtime = Runtime(config_module.iter_targets(config), store)
-    registry = build_registry(store.latest)
-    app = make_app(WebState(store=store, registry=registry, runtime=runtime, telemetry_path=path))
+async def serve(service: Service, host: str | None, port: int, path: str) -> int:
+    registry = build_registry(service.store.latest, service.status_samples)
+    app = make_app(WebState(service=service, registry=registry, telemetry_path=path))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host=host, port=port, shutdown_timeout=2.0)
+    site = web.TCPSite(
+        runner, host=host, port=port, shutdown_timeout=2.0, ssl_context=service.ssl_context
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -108,19 +122,28 @@ async def serve(config: config_module.Config, host: str | None, port: int, path:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runtime.start()
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def reload_on_sighup() -> None:
+        task = loop.create_task(service.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
+    service.runtime.start()
     log.info(
         "listening",
         extra={
             "address": f"{host or ''}:{port}",
-            "config": config.source,
-            "targets": len(runtime.runners),
+            "tls": service.ssl_context is not None,
+            "config": service.config.source,
+            "targets": len(service.runtime.runners),
             "version": exporter.__version__,
         },
     )
     await stop.wait()
     log.info("shutting down")
-    await runtime.stop()
+    await service.runtime.stop()
     await runner.cleanup()
     return 0
 
@@ -138,8 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not path.startswith("/"):
         log.error("invalid --web.telemetry-path", extra={"err": "must start with /"})
         return EXIT_CONFIG
+    config_file = options["config.file"]
+    web_config_file = options["web.config.file"]
     try:
-        config = load_config(options["config.file"])
+        config = load_config(config_file)
+        web_config = load_web_config(Path(web_config_file)) if web_config_file else WebConfig()
+    except WebConfigError as exc:
+        log.error("invalid web configuration", extra={"err": str(exc)})
+        return EXIT_CONFIG
     except config_module.ConfigError as exc:
         for issue in exc.issues:
             log.error(
@@ -157,7 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for target in config_module.iter_targets(config):
             print(f"{target.name}\t{target.describe()}")
         return 0
-    return asyncio.run(serve(config, host, port, path))
+    options_ = ServiceOptions(
+        config_file=Path(config_file) if config_file else None,
+        web_config_file=Path(web_config_file) if web_config_file else None,
+        enable_lifecycle=options["web.enable_lifecycle"],
+    )
+
+    async def run() -> int:
+        return await serve(Service(options_, config, web_config), host, port, path)
+
+    return asyncio.run(run())
 
 
 if __name__ == "__main__":

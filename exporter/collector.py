@@ -64,8 +64,12 @@ def _catalog_name(metric: Metric) -> str:
 
 
 class SnapshotCollector(Collector):
-    def __init__(self, snapshots: Callable[[], list[Snapshot]]) -> None:
+    def __init__(
+        self, snapshots: Callable[[], list[Snapshot]],
+        status: Callable[[], Iterable[Sample]] = tuple,
+    ) -> None:  # fmt: skip
         self._snapshots = snapshots
+        self._status = status
 
     def collect(self) -> Iterator[Metric]:
         snapshots = self._snapshots()
@@ -83,12 +87,15 @@ class SnapshotCollector(Collector):
         for kind, count in sorted(kinds.items()):
             targets.add_sample(TARGETS.name, {"kind": kind}, count)
         yield targets
+        yield from families_from_samples(self._status())
         yield from families_from_samples(s for snap in snapshots for s in snap.samples)
 
 
-def build_registry(snapshots: Callable[[], list[Snapshot]]) -> CollectorRegistry:
+def build_registry(
+    snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]] = tuple
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshots))
+    registry.register(SnapshotCollector(snapshots, status))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

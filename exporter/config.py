@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -339,16 +339,35 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
     return Config(defaults=defaults, targets=targets, host=host, source=file)
 
 
-def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(
-            [ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
-        ) from None
+        issue = ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")
+        raise ConfigError([issue]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(str(path), None, "", "not UTF-8 text")]) from None
-    return parse(text, str(path), env)
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    return parse(read_text(path), str(path), env)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], text: str, file: str) -> M:
+    """Validate a whole YAML document against `model`, with file:line:key errors."""
+    doc = _Document(text, file)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.issue((), "the file must hold a mapping")])
+    try:
+        result = model.model_validate(doc.data)
+    except ValidationError as exc:
+        doc.issues.extend(_pydantic_issues(doc, exc, ()))
+    if doc.issues:
+        raise ConfigError(doc.issues)
+    return result
 
 
 def embedded_default(env: Mapping[str, str] | None = None) -> Config:

@@ -211,10 +211,27 @@ class Runtime:
     def __init__(self, targets: Iterable[TargetConfig], store: SnapshotStore) -> None:
         self.store = store
         self.runners = [TargetRunner(t, store) for t in targets]
+        self._jitter = True
 
     def start(self, *, jitter: bool = True) -> None:
+        self._jitter = jitter
         for runner in self.runners:
             runner.start(jitter=jitter)
+
+    async def apply(self, targets: Iterable[TargetConfig]) -> None:
+        """Switch to a new set of targets: unchanged ones keep running with their history,
+        removed or changed ones stop (their series go), new ones start."""
+        wanted = {t.name: t for t in targets}
+        keep = [r for r in self.runners if wanted.get(r.name) == r.config]
+        kept = {r.name for r in keep}
+        retired = [r for r in self.runners if r.name not in kept]
+        await asyncio.gather(*(r.stop() for r in retired))
+        for runner in retired:
+            self.store.drop(runner.name)
+        fresh = [TargetRunner(t, self.store) for name, t in wanted.items() if name not in kept]
+        for runner in fresh:
+            runner.start(jitter=self._jitter)
+        self.runners = keep + fresh
 
     @property
     def ready(self) -> bool:

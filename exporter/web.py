@@ -12,15 +12,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 import exporter
-from exporter.runtime import Runtime, SnapshotStore
 from exporter.secrets import redact
+from exporter.service import Service
 
 
 @dataclass
 class WebState:
-    store: SnapshotStore
+    service: Service
     registry: CollectorRegistry
-    runtime: Runtime
     telemetry_path: str
 
 
@@ -42,7 +41,7 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if request.app[STATE_KEY].runtime.ready:
+    if request.app[STATE_KEY].service.runtime.ready:
         return web.Response(text="Ready\n")
     return web.Response(status=503, text="Not ready: the first round of probes is running\n")
 
@@ -65,7 +64,7 @@ async def landing(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     rows = []
     now = time.time()
-    for snap in sorted(state.store.latest(), key=lambda s: (s.kind, s.target)):
+    for snap in sorted(state.service.store.latest(), key=lambda s: (s.kind, s.target)):
         if snap.up is None:
             css, label = "pending", "pending"
         else:
@@ -90,12 +89,24 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+async def reload(request: web.Request) -> web.Response:
+    service = request.app[STATE_KEY].service
+    if not service.options.enable_lifecycle:
+        return web.Response(status=403, text="Lifecycle API is not enabled.\n")
+    error = await service.reload()
+    if error is not None:
+        return web.Response(status=500, text=f"failed to reload config: {redact(error)}\n")
+    return web.Response(text="OK\n")
+
+
 def make_app(state: WebState) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[state.service.guard.middleware])
     app[STATE_KEY] = state
     app.router.add_get(state.telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_route("POST", "/-/reload", reload)
+    app.router.add_route("PUT", "/-/reload", reload)
     if state.telemetry_path != "/":
         app.router.add_get("/", landing)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -56,11 +57,14 @@ class ExporterProcess:
         config: str | None = None,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.workdir = workdir
+        self.ssl_context = ssl_context
         self.port = free_port()
         self.log_path = workdir / f"exporter-{self.port}.log"
         argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.config_path: Path | None = None
         if config is not None:
             self.config_path = workdir / f"config-{self.port}.yml"
             self.config_path.write_text(config)
@@ -71,9 +75,10 @@ class ExporterProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
-    def start(self) -> Self:
+    def start(self, *, wait_healthy: bool = True) -> Self:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -82,7 +87,8 @@ class ExporterProcess:
                 env=self.env,
                 stdin=subprocess.DEVNULL,
             )
-        wait_until(self._healthy, timeout=30, what="the exporter to answer /-/healthy")
+        if wait_healthy:
+            wait_until(self._healthy, timeout=30, what="the exporter to answer /-/healthy")
         return self
 
     def _healthy(self) -> bool:
@@ -90,15 +96,24 @@ class ExporterProcess:
             raise ServerError(f"exporter exited {self.proc.returncode}:\n{self.logs()}")
         try:
             return self.get("/-/healthy")[0] == 200
-        except OSError:
+        except (OSError, ssl.SSLError):
             return False
 
     def get(
-        self, path: str, *, headers: Mapping[str, str] | None = None, timeout: float = 5.0
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+        method: str = "GET",
     ) -> tuple[int, str, Mapping[str, str]]:
-        request = urllib.request.Request(self.url + path, headers=dict(headers or {}))
+        request = urllib.request.Request(
+            self.url + path, headers=dict(headers or {}), method=method
+        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=timeout, context=self.ssl_context
+            ) as response:
                 body = response.read().decode()
                 return response.status, body, dict(response.headers)
         except urllib.error.HTTPError as err:
