@@ -63,6 +63,16 @@ def _catalog_name(metric: Metric) -> str:
     return metric.name + "_total" if metric.type == "counter" else metric.name
 
 
+class FamiliesCollector(Collector):
+    """Families already built, e.g. for one /probe answer."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
 class SnapshotCollector(Collector):
     def __init__(
         self, snapshots: Callable[[], list[Snapshot]],

@@ -7,6 +7,8 @@ is found by reading one line of output. Values may reference `${ENV_VAR}`; `$${`
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -44,6 +46,7 @@ _UNIT_SECONDS = {
 }
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+ADDRESS_PLACEHOLDER = "{address}"
 RESERVED_LABELS = frozenset(
     {"target", "kind", "reason", "pool", "source", "state", "le", "job", "instance", "breaker"}
 )
@@ -94,7 +97,7 @@ class PoolConfig(StrictModel):
 class TargetConfig(StrictModel):
     """What every target has; each kind's module subclasses it with its own fields."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9\[][A-Za-z0-9_.:@/\[\]-]{0,127}$")
     kind: str
     interval: Duration | None = None
     timeout: Duration | None = None
@@ -125,10 +128,72 @@ class TargetConfig(StrictModel):
         return self.kind
 
 
+class ModuleAccess(StrictModel):
+    """Which addresses a module may probe: hosts by CIDR, IP or name glob, and ports."""
+
+    allow: list[str] = Field(min_length=1)
+    allow_ports: list[int] = Field(default_factory=list)
+
+    @field_validator("allow")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if "/" in pattern:
+                try:
+                    ipaddress.ip_network(pattern, strict=False)
+                except ValueError:
+                    raise ValueError(f"{pattern!r} is not a CIDR network") from None
+            elif not re.fullmatch(r"[A-Za-z0-9*?.:\-\[\]]+", pattern):
+                raise ValueError(f"{pattern!r} is not an IP, CIDR or host name pattern")
+        return patterns
+
+    @field_validator("allow_ports")
+    @classmethod
+    def _ports(cls, ports: list[int]) -> list[int]:
+        if any(not 0 < p < 65536 for p in ports):
+            raise ValueError("ports are 1-65535")
+        return ports
+
+    def admits(self, host: str, port: int) -> bool:
+        if self.allow_ports and port not in self.allow_ports:
+            return False
+        bare = host.strip("[]")
+        try:
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(bare)
+        except ValueError:
+            ip = None
+        for pattern in self.allow:
+            if "/" in pattern:
+                if ip is not None and ip in ipaddress.ip_network(pattern, strict=False):
+                    return True
+            elif ip is not None:
+                try:
+                    if ip == ipaddress.ip_address(pattern.strip("[]")):
+                        return True
+                except ValueError:
+                    continue
+            elif fnmatch.fnmatchcase(bare.lower(), pattern.lower()):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeModule:
+    """A /probe module: a target template with `{address}` placeholders, and who it admits."""
+
+    name: str
+    kind: str
+    access: ModuleAccess
+    template: Mapping[str, Any]
+
+
 class Config(StrictModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
     defaults: Defaults = Field(default_factory=Defaults)
     targets: list[TargetConfig] = Field(default_factory=list)
     host: dict[str, Any] = Field(default_factory=dict)
+    modules: dict[str, ProbeModule] = Field(default_factory=dict)
     source: str = "<embedded default>"
 
 
@@ -166,16 +231,16 @@ class _Document:
         self.issues: list[ConfigIssue] = []
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+            if node is None:
+                self.data: Any = {}
+                return
+            self._index(node, ())
+            self.data = yaml.SafeLoader("").construct_document(node)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError([ConfigIssue(file, line, "", f"invalid YAML: {problem}")]) from None
-        if node is None:
-            self.data: Any = {}
-            return
-        self._index(node, ())
-        self.data = yaml.SafeLoader("").construct_document(node)
 
     def _index(self, node: yaml.Node, path: KeyPath) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -242,7 +307,12 @@ def _pydantic_issues(doc: _Document, exc: ValidationError, prefix: KeyPath) -> l
 def _validate_target(
     doc: _Document, raw: Any, index: int, defaults: Defaults
 ) -> TargetConfig | None:
-    path: KeyPath = ("targets", index)
+    return _validate_target_at(doc, raw, ("targets", index), defaults)
+
+
+def _validate_target_at(
+    doc: _Document, raw: Any, path: KeyPath, defaults: Defaults
+) -> TargetConfig | None:
     if not isinstance(raw, dict):
         doc.issues.append(doc.issue(path, "each target is a mapping"))
         return None
@@ -307,7 +377,7 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
         doc.issues.extend(_pydantic_issues(doc, exc, ("defaults",)))
         defaults = Defaults()
 
-    unknown = sorted(set(data) - {"defaults", "targets", "host"})
+    unknown = sorted(set(data) - {"defaults", "targets", "host", "modules"})
     doc.issues.extend(doc.issue((key,), "unknown key") for key in unknown)
 
     raw_targets = data.get("targets") or []
@@ -334,9 +404,61 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
         doc, host_model, {"name": "host", "kind": "host", **host}, ("host",), defaults
     )
 
+    modules = _validate_modules(doc, data.get("modules") or {}, defaults)
+
     if doc.issues:
         raise ConfigError(doc.issues)
-    return Config(defaults=defaults, targets=targets, host=host, source=file)
+    return Config(defaults=defaults, targets=targets, host=host, modules=modules, source=file)
+
+
+def _fill_template(template: Any, address: str) -> Any:
+    if isinstance(template, dict):
+        return {k: _fill_template(v, address) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill_template(v, address) for v in template]
+    if isinstance(template, str):
+        return template.replace(ADDRESS_PLACEHOLDER, address)
+    return template
+
+
+def _validate_modules(doc: _Document, raw: Any, defaults: Defaults) -> dict[str, ProbeModule]:
+    if not isinstance(raw, dict):
+        doc.issues.append(doc.issue(("modules",), "modules is a mapping of name to module"))
+        return {}
+    modules: dict[str, ProbeModule] = {}
+    for name, body in raw.items():
+        path: KeyPath = ("modules", str(name))
+        if not isinstance(body, dict):
+            doc.issues.append(doc.issue(path, "each module is a mapping"))
+            continue
+        template = {k: v for k, v in body.items() if k not in ("allow", "allow_ports")}
+        try:
+            access = ModuleAccess.model_validate(
+                {k: v for k, v in body.items() if k in ("allow", "allow_ports")}
+            )
+        except ValidationError as exc:
+            doc.issues.extend(_pydantic_issues(doc, exc, path))
+            continue
+        # Validate the template now, with a stand-in address, so a broken module fails at
+        # start rather than on the first request that uses it.
+        sample = {**_fill_template(template, "127.0.0.1:1"), "name": str(name)}
+        target = _validate_target_at(doc, sample, path, defaults)
+        if target is not None:
+            modules[str(name)] = ProbeModule(str(name), target.kind, access, template)
+    return modules
+
+
+def validate_module_target(module: ProbeModule, address: str, defaults: Defaults) -> TargetConfig:
+    """The target a module makes for one address (already admitted by its access rules)."""
+    raw = {**_fill_template(module.template, address), "name": address}
+    spec = registry.kind_spec(module.kind)
+    target = spec.config_model.model_validate(raw)
+    return target.model_copy(
+        update={
+            "interval": target.interval or defaults.interval,
+            "timeout": target.timeout or defaults.timeout,
+        }
+    )
 
 
 def read_text(path: Path) -> str:

@@ -38,6 +38,15 @@ RELOAD_AT = family(
     "gauge", (), group="exporter",
 )  # fmt: skip
 
+PROBE_REQUESTS = family(
+    "resilience_exporter_probe_requests_total",
+    "/probe requests by result: success, failure (the target is down), bad_request, forbidden.",
+    "counter", ("result",), group="exporter",
+)  # fmt: skip
+PROBE_RESULTS = ("success", "failure", "bad_request", "forbidden")
+# On-demand probes running at once; further /probe requests wait for a slot.
+PROBE_CONCURRENCY = 32
+
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})
 
 
@@ -61,11 +70,14 @@ class Service:
         self.last_reload_ok = True
         self.last_reload_success = time.time()
         self._reload_lock = asyncio.Lock()
+        self.probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self.probe_requests = dict.fromkeys(PROBE_RESULTS, 0)
 
     def status_samples(self) -> list[Sample]:
         return [
             sample(RELOAD_OK, 1.0 if self.last_reload_ok else 0.0),
             sample(RELOAD_AT, self.last_reload_success),
+            *(sample(PROBE_REQUESTS, n, result=r) for r, n in self.probe_requests.items()),
         ]
 
     async def reload(self) -> str | None:

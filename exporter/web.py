@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 import exporter
+from exporter import multitarget
+from exporter.collector import FamiliesCollector, families_from_samples
 from exporter.secrets import redact
 from exporter.service import Service
 
@@ -34,6 +36,28 @@ async def metrics(request: web.Request) -> web.Response:
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression()
     return response
+
+
+async def probe(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    service = state.service
+    try:
+        target = multitarget.resolve(
+            service.config,
+            multitarget.single(request.query.getall("target", []), "target"),
+            multitarget.single(request.query.getall("module", []), "module"),
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+        )
+    except multitarget.ProbeRequestError as exc:
+        service.probe_requests["forbidden" if exc.status == 403 else "bad_request"] += 1
+        return web.Response(status=exc.status, text=f"{exc}\n")
+    async with service.probe_slots:
+        snapshot = await multitarget.probe_once(target)
+    service.probe_requests["success" if snapshot.up else "failure"] += 1
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FamiliesCollector(families_from_samples(snapshot.samples)))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -103,6 +127,7 @@ def make_app(state: WebState) -> web.Application:
     app = web.Application(middlewares=[state.service.guard.middleware])
     app[STATE_KEY] = state
     app.router.add_get(state.telemetry_path, metrics)
+    app.router.add_get("/probe", probe)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_route("POST", "/-/reload", reload)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from exporter_process import run_exporter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter import config
 from exporter.probes.postgres import PostgresTarget
@@ -201,3 +204,47 @@ def test_unreadable_config_file_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "absent.yml" in result.stderr
     assert "cannot read" in result.stderr
+
+
+_KEYS = ["defaults", "targets", "host", "modules", "name", "kind", "dsn", "password",
+         "password_file", "pool", "min_size", "max_size", "interval", "timeout", "labels",
+         "enabled", "allow", "allow_ports", "postgres", "x"]  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
+    st.sampled_from(["15s", "0s", "1m", "postgres", "host", "${UNSET_VAR}", "$${x}", "{address}",
+                     "postgresql://u:pw@h/db", "127.0.0.1/32", "[", "-1s"]),
+    st.text(max_size=12),
+)  # fmt: skip
+_DOCUMENTS = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.sampled_from(_KEYS), children, max_size=5),
+    ),
+    max_leaves=25,
+)
+
+
+def load_issues(text: str) -> list[config.ConfigIssue] | None:
+    """None when the text loads; the issues when it is rejected. Any other exception escapes."""
+    try:
+        config.parse(text, "fuzz.yml", env={})
+    except config.ConfigError as exc:
+        return exc.issues
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=st.dictionaries(st.sampled_from(_KEYS), _DOCUMENTS, max_size=4))
+def test_any_document_loads_or_gets_a_clean_config_error(document: dict[str, object]) -> None:
+    issues = load_issues(yaml.safe_dump(document))
+    if issues is not None:
+        assert issues
+        assert all(issue.file == "fuzz.yml" and issue.message for issue in issues)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=200))
+def test_any_text_loads_or_gets_a_clean_config_error(text: str) -> None:
+    issues = load_issues(text)
+    assert issues is None or len(issues) > 0
