@@ -318,9 +318,9 @@ def _validate_target_at(
         return None
     kind = raw.get("kind")
     listed = {k: spec for k, spec in registry.kinds().items() if spec.listed}
-    if kind not in listed:
+    if not isinstance(kind, str) or kind not in listed:
         known = ", ".join(sorted(listed))
-        what = "missing" if kind is None else f"unknown kind {kind!r}"
+        what = "missing" if kind is None else f"unknown kind {str(kind)[:40]!r}"
         doc.issues.append(doc.issue((*path, "kind"), f"{what}; known kinds: {known}"))
         return None
     return _validate_with_defaults(doc, listed[kind].config_model, raw, path, defaults)
