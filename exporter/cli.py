@@ -20,7 +20,7 @@ from aiohttp import web
 
 import exporter
 from exporter import config as config_module
-from exporter import logs
+from exporter import logs, sharding
 from exporter.collector import build_registry
 from exporter.runtime import Runtime, SnapshotStore
 from exporter.web import WebState, make_app
@@ -62,6 +62,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=logs.LOG_LEVELS,
     )
     flag("--log.format", "logfmt", "log format", choices=("logfmt", "json"))
+    flag("--shard.index", "0", "probe only the targets of this shard (0-based)", metavar="I")
+    flag("--shard.count", "1", "number of shards the targets are spread over", metavar="N")
     parser.add_argument(
         "--config.check",
         action="store_true",
@@ -89,10 +91,17 @@ def load_config(path: str | None) -> config_module.Config:
     return config_module.load(Path(path))
 
 
-async def serve(config: config_module.Config, host: str | None, port: int, path: str) -> int:
+async def serve(
+    config: config_module.Config,
+    host: str | None,
+    port: int,
+    path: str,
+    shard: sharding.Shard,
+) -> int:
     store = SnapshotStore()
-    runtime = Runtime(config_module.iter_targets(config), store)
+    runtime = Runtime(sharding.assigned_targets(config, shard), store)
     registry = build_registry(store.latest)
+    registry.register(sharding.ShardCollector(shard))
     app = make_app(WebState(store=store, registry=registry, runtime=runtime, telemetry_path=path))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -135,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("invalid --web.listen-address", extra={"err": str(exc)})
         return EXIT_CONFIG
     path = options["web.telemetry_path"]
+    try:
+        shard = sharding.Shard.parse(index=options["shard.index"], count=options["shard.count"])
+    except sharding.ShardError as exc:
+        log.error("invalid shard flags", extra={"err": str(exc)})
+        return EXIT_CONFIG
     if not path.startswith("/"):
         log.error("invalid --web.telemetry-path", extra={"err": "must start with /"})
         return EXIT_CONFIG
@@ -154,10 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return EXIT_CONFIG
     if options["config.check"]:
-        for target in config_module.iter_targets(config):
+        for target in sharding.assigned_targets(config, shard):
             print(f"{target.name}\t{target.describe()}")
         return 0
-    return asyncio.run(serve(config, host, port, path))
+    return asyncio.run(serve(config, host, port, path, shard))
 
 
 if __name__ == "__main__":
