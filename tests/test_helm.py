@@ -351,6 +351,18 @@ def test_a_password_in_values_is_refused(
     assert "hunter2" not in str(raised.value)
 
 
+def test_a_password_file_without_a_mounted_secret_is_refused(chart: helm_python.Chart) -> None:
+    target = {
+        "name": "orders-db",
+        "kind": "postgres",
+        "dsn": "postgresql://monitor@db/postgres",
+        "password_file": "/etc/resilience-exporter/secrets/orders-db",
+    }
+    with pytest.raises(helm_python.HelmRenderError, match="no Secret is mounted there"):
+        render(chart, {"config": {"targets": [target]}})
+    render(chart, {"config": {"targets": [target]}, "secrets": {"existingSecret": "passwords"}})
+
+
 # --- ServiceMonitor -----------------------------------------------------------------------
 
 
@@ -414,6 +426,16 @@ def test_prometheus_rule_holds_the_rule_files_groups_verbatim(fixture_repo: Path
     expected = rule_groups(list((fixture_repo / "alerts").glob("*.rules.yml")))
     assert [g["name"] for g in expected] == ["fixture-probe", "fixture-pool"]
     assert rule["spec"]["groups"] == expected
+
+
+def test_a_rule_group_name_used_twice_is_refused(fixture_repo: Path) -> None:
+    shutil.copyfile(
+        fixture_repo / "alerts" / "fixture-b.rules.yml",
+        fixture_repo / "alerts" / "fixture-c.rules.yml",
+    )
+    sync_chart_assets.sync(fixture_repo)
+    with pytest.raises(helm_python.HelmRenderError, match='"fixture-pool" is in both'):
+        render_dir(fixture_repo / "helm" / "resilience-exporter", MONITORING)
 
 
 def test_dashboard_configmaps_hold_every_dashboard(fixture_repo: Path) -> None:

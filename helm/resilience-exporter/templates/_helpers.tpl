@@ -90,6 +90,11 @@ so rendering stops with the way to do it instead.
 {{- fail (printf "config.targets[%d] (%s): the dsn holds a password; put it in the Secret (secrets.values or secrets.existingSecret) and use password_file: or password: ${VAR}" $i $name) }}
 {{- end }}
 {{- end }}
+{{- with $target.password_file }}
+{{- if and (hasPrefix (printf "%s/" $.Values.secrets.mountPath) .) (or (not (include "resilience-exporter.secretName" $)) (ne $.Values.secrets.mountAs "file")) }}
+{{- fail (printf "config.targets[%d] (%s): password_file %s is under secrets.mountPath, but no Secret is mounted there: set secrets.existingSecret or secrets.values, with secrets.mountAs: file" $i $name .) }}
+{{- end }}
+{{- end }}
 {{- with $target.password }}
 {{- if not (regexMatch "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$" (toString .)) }}
 {{- fail (printf "config.targets[%d] (%s): password must be a ${VARIABLE} from the Secret (secrets.mountAs: env), never a literal" $i $name) }}
