@@ -239,6 +239,29 @@ def test_defaults_are_a_locked_down_deployment(chart: helm_python.Chart) -> None
     assert "env" not in exp, "no shard variables without shards"
 
 
+@pytest.mark.parametrize("values_file", CI_FILES, ids=lambda p: p.name)
+def test_every_selector_matches_the_pods(chart: helm_python.Chart, values_file: Path) -> None:
+    objects = render(chart, ci_values(values_file))
+    workload = next(o for o in objects if o["kind"] in ("Deployment", "StatefulSet"))
+    pod_labels = workload["spec"]["template"]["metadata"]["labels"].items()
+    selectors = {
+        "Service": lambda o: o["spec"]["selector"],
+        "PodDisruptionBudget": lambda o: o["spec"]["selector"]["matchLabels"],
+        "NetworkPolicy": lambda o: o["spec"]["podSelector"]["matchLabels"],
+    }
+    selectors_seen = 0
+    for obj in [workload, *objects]:
+        if obj is workload:
+            selector = obj["spec"]["selector"]["matchLabels"]
+        elif obj["kind"] in selectors:
+            selector = selectors[obj["kind"]](obj)
+        else:
+            continue
+        selectors_seen += 1
+        assert selector.items() <= pod_labels, f"{obj['kind']} {obj['metadata']['name']}"
+    assert selectors_seen >= 2
+
+
 def test_a_config_change_rolls_the_pods(chart: helm_python.Chart) -> None:
     def checksum(values: Values) -> str:
         annotations = one(render(chart, values), "Deployment")["spec"]["template"]["metadata"][
