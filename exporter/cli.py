@@ -20,7 +20,7 @@ from aiohttp import web
 
 import exporter
 from exporter import config as config_module
-from exporter import logs
+from exporter import logs, sharding
 from exporter.collector import build_registry
 from exporter.service import Service, ServiceOptions
 from exporter.web import WebState, make_app
@@ -76,6 +76,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=lifecycle,
         help="enable POST /-/reload (env RESILIENCE_EXPORTER_WEB_ENABLE_LIFECYCLE=true)",
     )
+    flag("--shard.index", "0", "probe only the targets of this shard (0-based)", metavar="I")
+    flag("--shard.count", "1", "number of shards the targets are spread over", metavar="N")
     parser.add_argument(
         "--config.check",
         action="store_true",
@@ -105,6 +107,7 @@ def load_config(path: str | None) -> config_module.Config:
 
 async def serve(service: Service, host: str | None, port: int, path: str) -> int:
     registry = build_registry(service.store.latest, service.status_samples)
+    registry.register(sharding.ShardCollector(service.options.shard))
     app = make_app(WebState(service=service, registry=registry, telemetry_path=path))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -158,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("invalid --web.listen-address", extra={"err": str(exc)})
         return EXIT_CONFIG
     path = options["web.telemetry_path"]
+    try:
+        shard = sharding.Shard.parse(index=options["shard.index"], count=options["shard.count"])
+    except sharding.ShardError as exc:
+        log.error("invalid shard flags", extra={"err": str(exc)})
+        return EXIT_CONFIG
     if not path.startswith("/"):
         log.error("invalid --web.telemetry-path", extra={"err": "must start with /"})
         return EXIT_CONFIG
@@ -183,13 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return EXIT_CONFIG
     if options["config.check"]:
-        for target in config_module.iter_targets(config):
+        for target in sharding.assigned_targets(config, shard):
             print(f"{target.name}\t{target.describe()}")
         return 0
     options_ = ServiceOptions(
         config_file=Path(config_file) if config_file else None,
         web_config_file=Path(web_config_file) if web_config_file else None,
         enable_lifecycle=options["web.enable_lifecycle"],
+        shard=shard,
     )
 
     async def run() -> int:

