@@ -211,6 +211,15 @@ def stale_files(out_dir: Path, rendered: Mapping[str, str]) -> list[str]:
     return sorted(set(differing) | (present - set(rendered)))
 
 
+def write_rules(out_dir: Path, rendered: Mapping[str, str]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in rendered.items():
+        (out_dir / name).write_text(text)
+        paths.append(out_dir / name)
+    return paths
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -233,9 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"gen_alerts: {args.out / name} is out of date: run `make alerts`", file=sys.stderr
             )
         return 1 if stale else 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered.items():
-        (args.out / name).write_text(text)
+    write_rules(args.out, rendered)
     return 0
 
 
