@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers lint typecheck test demo docs clean
+.PHONY: install servers lint typecheck test demo docs alerts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: install servers
 
 docs: install
 	$(PY) -m exporter.metricsdoc > docs/metrics.md
+
+alerts: install
+	$(PY) scripts/gen_alerts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
