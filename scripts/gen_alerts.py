@@ -53,36 +53,50 @@ def load_thresholds(
 ) -> Thresholds:
     """The thresholds file, with `overrides` (same shape, only known keys) laid over it."""
     data = _mapping(yaml.safe_load(path.read_text()), str(path))
+    _only_keys(data, str(path))
     settings = dict(_mapping(data.get("settings", {}), f"{path}: settings"))
     alerts = {
         name: dict(_mapping(values, f"{path}: alerts.{name}"))
         for name, values in _mapping(data.get("alerts", {}), f"{path}: alerts").items()
     }
+    if overrides:
+        _apply_overrides(settings, alerts, _mapping(dict(overrides), "overrides"))
+    for name, values in alerts.items():
+        for key, value in values.items():
+            _check_value(f"alerts.{name}.{key}", value, duration=key == "for")
+    return Thresholds(settings=settings, alerts=alerts)
+
+
+def _only_keys(data: Mapping[str, Any], where: str) -> None:
     extra = set(data) - {"settings", "alerts"}
     if extra:
-        raise AlertRulesError(f"{path}: unknown keys {sorted(extra)}")
-    if overrides:
-        over = _mapping(dict(overrides), "overrides")
-        for key, value in _mapping(over.get("settings", {}), "overrides: settings").items():
-            if key not in settings:
-                raise AlertRulesError(f"overrides: settings.{key} is not a known setting")
-            settings[key] = value
-        for name, values in _mapping(over.get("alerts", {}), "overrides: alerts").items():
-            if name not in alerts:
-                raise AlertRulesError(f"overrides: alerts.{name} is not a known alert")
-            for key, value in _mapping(values, f"overrides: alerts.{name}").items():
-                if key not in alerts[name]:
-                    raise AlertRulesError(f"overrides: alerts.{name}.{key} is not a known key")
-                alerts[name][key] = value
-        if set(over) - {"settings", "alerts"}:
-            raise AlertRulesError(
-                f"overrides: unknown keys {sorted(set(over) - {'settings', 'alerts'})}"
-            )
-    for name, values in alerts.items():
-        duration = str(values.get("for", ""))
-        if not DURATION.match(duration):
-            raise AlertRulesError(f"alerts.{name}.for: {duration!r} is not a Prometheus duration")
-    return Thresholds(settings=settings, alerts=alerts)
+        raise AlertRulesError(f"{where}: unknown keys {sorted(extra)}")
+
+
+def _apply_overrides(
+    settings: dict[str, Any], alerts: dict[str, dict[str, Any]], over: Mapping[str, Any]
+) -> None:
+    _only_keys(over, "overrides")
+    for key, value in _mapping(over.get("settings", {}), "overrides: settings").items():
+        if key not in settings:
+            raise AlertRulesError(f"overrides: settings.{key} is not a known setting")
+        settings[key] = value
+    for name, values in _mapping(over.get("alerts", {}), "overrides: alerts").items():
+        if name not in alerts:
+            raise AlertRulesError(f"overrides: alerts.{name} is not a known alert")
+        for key, value in _mapping(values, f"overrides: alerts.{name}").items():
+            if key not in alerts[name]:
+                raise AlertRulesError(f"overrides: alerts.{name}.{key} is not a known key")
+            alerts[name][key] = value
+
+
+def _check_value(where: str, value: object, *, duration: bool) -> None:
+    """Thresholds land inside PromQL: only numbers and durations are accepted."""
+    if duration or isinstance(value, str):
+        if not DURATION.match(str(value)):
+            raise AlertRulesError(f"{where}: {value!r} is not a Prometheus duration")
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise AlertRulesError(f"{where}: {value!r} is not a number")
 
 
 def runbook_anchor(alert: str) -> str:

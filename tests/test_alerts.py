@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gen_alerts
 import promql_parser
 import pytest
 import yaml
@@ -249,7 +250,10 @@ def test_thresholds_tune_the_rules() -> None:
         ({"alerts": {"ResilienceTargetDwn": {"for": "1m"}}}, "not a known alert"),
         ({"alerts": {"ResilienceTargetDown": {"ratio": 1}}}, "not a known key"),
         ({"alerts": {"ResilienceTargetDown": {"for": "soon"}}}, "not a Prometheus duration"),
+        ({"alerts": {"ResilienceHostCpuHigh": {"ratio": "0.9 or vector(1)"}}}, "not a Prom"),
+        ({"alerts": {"ResilienceHostCpuHigh": {"ratio": True}}}, "not a number"),
         ({"settings": {"runbook_url": "x"}}, "not a known setting"),
+        ({"thresholds": {}}, "unknown keys"),
     ],
 )
 def test_bad_overrides_are_refused_clearly(overrides: dict[str, Any], message: str) -> None:
@@ -268,3 +272,18 @@ def test_templates_and_thresholds_must_agree(tmp_path: Path) -> None:
     )
     with pytest.raises(AlertRulesError, match=r"no threshold ResilienceTargetDown\.treshold"):
         render(templates_dir=templates)
+
+
+def test_generator_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rules"
+    out.mkdir()
+    assert gen_alerts.main(["--out", str(out), "--check"]) == 1
+    assert gen_alerts.main(["--out", str(out)]) == 0
+    assert gen_alerts.main(["--out", str(out), "--check"]) == 0
+    (out / "old.rules.yml").write_text("groups: []\n")
+    assert gen_alerts.main(["--out", str(out), "--check"]) == 1
+    assert "old.rules.yml is out of date" in capsys.readouterr().err
+    overrides = tmp_path / "mine.yml"
+    overrides.write_text("alerts: {ResilienceTargetDown: {for: 1m, typo: 1}}\n")
+    assert gen_alerts.main(["--out", str(out), "--overrides", str(overrides)]) == 2
+    assert "alerts.ResilienceTargetDown.typo is not a known key" in capsys.readouterr().err
