@@ -4,6 +4,8 @@ shipped example config) routes it to the pager webhook; PostgreSQL starts, it re
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,82 @@ def test_postgres_stop_pages_and_start_resolves(
         assert path == "/pager"
         assert resolved["labels"] == labels
         assert exporter.scrape().value("resilience_up", target=TARGET) == 1
+
+
+def post_alerts(alertmanager: AlertmanagerServer, alerts: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        f"{alertmanager.url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def alert(name: str, severity: str, **labels: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": name, "severity": severity, "instance": "exp:9864", **labels},
+        "annotations": {"summary": name},
+    }
+
+
+def test_example_config_routes_by_severity_and_inhibits_a_down_targets_alerts() -> None:
+    """The shipped Alertmanager example, in a real Alertmanager: orders-db is down, so its
+    pool and breaker alerts are silenced; cache-db's pool alert is not."""
+    example = (ALERTS_DIR / "alertmanager.example.yml").read_text()
+    with (
+        WebhookReceiver() as receiver,
+        AlertmanagerServer(local_config(example, receiver.url)) as alertmanager,
+    ):
+        post_alerts(
+            alertmanager,
+            [
+                alert("ResilienceTargetDown", "critical", target="orders-db", reason="refused"),
+                alert("ResiliencePoolNearlyExhausted", "warning", target="orders-db",
+                      pool="orders-db", source="exporter"),
+                alert("ResilienceBreakerOpenTooLong", "critical", target="orders-db",
+                      breaker="orders-db", source="exporter"),
+                alert("ResiliencePoolNearlyExhausted", "warning", target="cache-db",
+                      pool="cache-db", source="exporter"),
+                alert("ResilienceRedisEvictingKeys", "info", target="cache"),
+            ],
+        )  # fmt: skip
+
+        def notified() -> dict[tuple[str, str], str]:
+            """(alertname, target) -> the receiver path it was sent to."""
+            return {
+                (a["labels"]["alertname"], a["labels"]["target"]): n.path
+                for n in receiver.received()
+                for a in n.payload["alerts"]
+            }
+
+        wait_until(
+            lambda: len(notified()) >= 3, timeout=30, interval=0.2, what="three notifications"
+        )
+
+        def states() -> dict[tuple[str, str], dict[str, Any]]:
+            return {
+                (a["labels"]["alertname"], a["labels"]["target"]): a["status"]
+                for a in alertmanager.alerts()
+            }
+
+        wait_until(
+            lambda: (
+                states()[("ResiliencePoolNearlyExhausted", "orders-db")]["state"] == "suppressed"
+            ),
+            timeout=30,
+            interval=0.2,
+            what="the down target's pool alert to be inhibited",
+        )
+        status = states()
+        for silenced in ("ResiliencePoolNearlyExhausted", "ResilienceBreakerOpenTooLong"):
+            assert status[(silenced, "orders-db")]["state"] == "suppressed"
+            assert status[(silenced, "orders-db")]["inhibitedBy"]
+        assert status[("ResiliencePoolNearlyExhausted", "cache-db")]["state"] == "active"
+        sent = notified()
+        assert sent[("ResilienceTargetDown", "orders-db")] == "/pager"
+        assert sent[("ResiliencePoolNearlyExhausted", "cache-db")] == "/tickets"
+        assert sent[("ResilienceRedisEvictingKeys", "cache")] == "/info"
+        assert ("ResiliencePoolNearlyExhausted", "orders-db") not in sent
+        assert ("ResilienceBreakerOpenTooLong", "orders-db") not in sent
