@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers lint typecheck test demo docs chart-assets clean
+.PHONY: install servers lint typecheck test demo docs alerts chart-assets clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ demo: install servers
 docs: install
 	$(PY) -m exporter.metricsdoc > docs/metrics.md
 
+# Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml.
+alerts: install
+	$(PY) scripts/gen_alerts.py
+
 # Copies alerts/*.rules.yml and grafana/dashboards/*.json into the Helm chart (Helm cannot read
 # outside the chart directory); tests/test_helm.py fails when the copies drift.
-chart-assets:
-	$(PYTHON) scripts/sync_chart_assets.py
+chart-assets: install
+	$(PY) scripts/sync_chart_assets.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -10,10 +10,13 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from testservers.alertmanager import AlertmanagerServer, Notification, WebhookReceiver, local_config
 from testservers.base import ServerProcess, free_port, port_open, wait_until
 from testservers.postgres import PostgresServer
+from testservers.prometheus import PrometheusServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
@@ -35,6 +38,41 @@ host: {{enabled: true}}
 """
 
 
+def print_notification(notification: Notification) -> None:
+    for alert in notification.payload.get("alerts", []):
+        labels = alert.get("labels", {})
+        print(
+            f"[{notification.path.strip('/')}] {alert.get('status')}: {labels.get('alertname')}"
+            f" {alert.get('annotations', {}).get('summary', '')}",
+            flush=True,
+        )
+
+
+def start_alerting(exporter_port: int, cleanups: list[Callable[[], None]]) -> str:
+    """Prometheus scraping the exporter with alerts/*.rules.yml loaded, and Alertmanager with
+    alerts/alertmanager.example.yml whose webhooks print here. Returns the lines to print."""
+    receiver = WebhookReceiver(on_notification=print_notification)
+    receiver.start()
+    cleanups.append(receiver.stop)
+    example = (ROOT / "alerts" / "alertmanager.example.yml").read_text()
+    alertmanager = AlertmanagerServer(local_config(example, receiver.url, group_interval="10s"))
+    cleanups.append(alertmanager.remove)
+    alertmanager.start()
+    prometheus = PrometheusServer(
+        scrape={"resilience-exporter": [f"127.0.0.1:{exporter_port}"]},
+        rule_files=sorted((ROOT / "alerts").glob("*.rules.yml")),
+        alertmanagers=[alertmanager.address],
+        scrape_interval="5s",
+        evaluation_interval="5s",
+    )
+    cleanups.append(prometheus.remove)
+    prometheus.start()
+    return (
+        f"  Prometheus (rules)      {prometheus.url}/alerts\n"
+        f"  Alertmanager            {alertmanager.url}/  (notifications are printed here)\n"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -53,6 +91,7 @@ def main() -> int:
 
     DEMO_DIR.mkdir(exist_ok=True)
     started: list[ServerProcess] = []
+    cleanups: list[Callable[[], None]] = []
     pg = PostgresServer()
     try:
         print("starting PostgreSQL ...", flush=True)
@@ -77,6 +116,8 @@ def main() -> int:
         exporter.start()
         started.append(exporter)
         wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
+        print("starting Prometheus and Alertmanager ...", flush=True)
+        alerting = start_alerting(port, cleanups)
 
         print(
             f"""
@@ -84,7 +125,7 @@ resilience-exporter demo is running (Ctrl-C stops everything)
   exporter landing page   http://127.0.0.1:{port}/
   metrics                 http://127.0.0.1:{port}/metrics
   PostgreSQL              {pg.dsn(MONITOR_USER)}  (role with pg_monitor)
-  config                  {config_path}
+{alerting}  config                  {config_path}
   exporter log            {exporter.log_path}
 """,
             flush=True,
@@ -92,6 +133,8 @@ resilience-exporter demo is running (Ctrl-C stops everything)
         stop.wait(args.exit_after)
         print("stopping ...", flush=True)
     finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
         for proc in reversed(started):
             proc.stop(signal.SIGTERM)
         pg.remove()

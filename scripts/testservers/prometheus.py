@@ -1,0 +1,127 @@
+"""A throwaway Prometheus on a free loopback port: scrapes given targets, loads rule files,
+sends alerts to an Alertmanager. Short intervals by default, for tests and the demo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import yaml
+
+from testservers.base import ServerError, ServerProcess, free_port, require_binary, wait_until
+
+
+class PrometheusServer:
+    """`with PrometheusServer(scrape={"resilience-exporter": ["127.0.0.1:9864"]}, ...) as prom:`"""
+
+    def __init__(
+        self,
+        *,
+        scrape: dict[str, Sequence[str]],
+        rule_files: Sequence[Path] = (),
+        alertmanagers: Sequence[str] = (),
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        resend_delay: str = "1s",
+        port: int | None = None,
+    ) -> None:
+        self._binary = require_binary("prometheus", "prometheus")
+        self.port = port or free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="resilience-prometheus-"))
+        config = {
+            "global": {
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "evaluation_interval": evaluation_interval,
+            },
+            "rule_files": [str(path) for path in rule_files],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(targets)}]}
+                for job, targets in scrape.items()
+            ],
+        }
+        if alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+            }
+        self.config_path = self.base / "prometheus.yml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process = ServerProcess(
+            "prometheus",
+            [
+                self._binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--rules.alert.resend-delay={resend_delay}",
+                "--log.level=warn",
+            ],
+            log_path=self.base / "prometheus.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.process.start()
+        wait_until(self._ready, timeout=timeout, what=f"prometheus on port {self.port}")
+
+    def _ready(self) -> bool:
+        if not self.process.running():
+            raise ServerError(f"prometheus exited:\n{self.process.log_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/<path>; return its `data`."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=5) as response:
+            body = json.loads(response.read())
+        if body.get("status") != "success":
+            raise ServerError(f"prometheus API {path}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query: the result vector's samples."""
+        return list(self.api("query", query=expr)["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self.api("alerts")["alerts"])
+
+    def stop(self) -> None:
+        self.process.stop(signal.SIGTERM)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
