@@ -81,6 +81,10 @@ class PoolsMapping(_Strict):
     in_use: Expression | None = None
     idle: Expression | None = None
     waiting: Expression | None = None
+    # Cumulative counters.
+    connect_errors: Expression | None = None
+    acquire_errors: Expression | None = None
+    lost: Expression | None = None
 
 
 class HealthMapping(_Strict):
@@ -111,6 +115,9 @@ PRESETS: Mapping[str, HealthMapping] = {
             in_use="in_use",
             idle="idle",
             waiting="waiting",
+            connect_errors="connect_errors",
+            acquire_errors="acquire_errors",
+            lost="lost",
         ),
     ),
     # Spring Boot 2.2+ nests indicators under `components` (older releases: `details`).
@@ -296,7 +303,14 @@ def _pool(item: _Item, mapping: PoolsMapping, index: int) -> tuple[str, PoolStat
     if max_size is None:
         raise MappingError(f"{what}: no max (`{mapping.max}`)")
     return name, PoolStats(
-        in_use=in_use, idle=idle, max_size=max_size, min_size=count("min"), pending=count("waiting")
+        in_use=in_use,
+        idle=idle,
+        max_size=max_size,
+        min_size=count("min"),
+        pending=count("waiting"),
+        connect_errors=count("connect_errors"),
+        acquire_errors=count("acquire_errors"),
+        lost=count("lost"),
     )
 
 
