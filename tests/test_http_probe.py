@@ -175,6 +175,7 @@ def make_app(release: asyncio.Event) -> web.Application:
     app.router.add_get("/newer", fixed('{"version": 2, "breakers": [], "pools": []}'))
     app.router.add_get("/truncated", truncated)
     app.router.add_get("/error", fixed('{"error": "boom"}', status=500))
+    app.router.add_get("/unavailable", fixed("<h1>Service Unavailable</h1>", status=503))
     app.router.add_get("/slow", slow)
     return app
 
@@ -238,6 +239,9 @@ targets:
   - name: error
     kind: http
     url: {base}/error
+  - name: unavailable
+    kind: http
+    url: {base}/unavailable
   - name: slow
     kind: http
     url: {base}/slow
@@ -259,7 +263,7 @@ def probed_twice(targets: list[str]) -> Callable[[Exposition], bool]:
 
 TARGETS = [
     "shop", "spring", "spring-down", "custom", "wrong-token", "malformed", "partial", "newer",
-    "truncated", "error", "slow", "refused",
+    "truncated", "error", "unavailable", "slow", "refused",
 ]  # fmt: skip
 
 
@@ -389,6 +393,7 @@ def test_custom_mapping(scraped: tuple[Exposition, str, str]) -> None:
         ("newer", "protocol", True),
         ("truncated", "protocol", True),
         ("error", "other", False),
+        ("unavailable", "other", False),
         ("wrong-token", "auth", False),
         ("slow", "timeout", False),
         ("refused", "refused", False),

@@ -12,7 +12,7 @@ import json
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,7 +29,7 @@ from exporter.secrets import PasswordSource, Secret, remember
 PARSE_ERRORS = family(
     "resilience_http_parse_errors_total",
     "Health documents that could not be read or did not fit the target's mapping.",
-    "counter", ("target",), group="http",
+    "counter", ("target",), group="applications",
 )  # fmt: skip
 
 # A health document is small; a runaway endpoint must not fill the exporter's memory.
@@ -168,12 +168,14 @@ class HttpProbe:
             if status not in _MAPPED_STATUSES:
                 raise ProbeError("other", f"HTTP {status}")
             body = await self._read_body(response)
-        document = self._decode(body)
         try:
-            mapped = apply(self.mapping, document)
-        except MappingError as exc:
+            mapped = apply(self.mapping, json.loads(body))
+        except (UnicodeDecodeError, json.JSONDecodeError, MappingError) as exc:
+            if status == 503:  # a plain "Service Unavailable", from a proxy say
+                raise ProbeError("other", "HTTP 503") from None
             self.parse_errors += 1
-            raise ProbeError("protocol", str(exc)) from None
+            detail = str(exc) if isinstance(exc, MappingError) else f"not JSON: {exc}"
+            raise ProbeError("protocol", detail) from None
         return mapped.samples(self.target.name)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
@@ -190,13 +192,6 @@ class HttpProbe:
             self.parse_errors += 1
             raise ProbeError("protocol", "the body ended early") from None
         return b"".join(chunks)
-
-    def _decode(self, body: bytes) -> Any:
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self.parse_errors += 1
-            raise ProbeError("protocol", f"not JSON: {exc}") from None
 
     def local_samples(self) -> Sequence[Sample]:
         return [sample(PARSE_ERRORS, self.parse_errors, target=self.target.name)]
