@@ -4,6 +4,7 @@ that the exporter child process (or a test) can talk to it over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -14,8 +15,11 @@ from testservers.base import free_port
 
 
 class BackgroundApp:
-    def __init__(self, make_app: Callable[[], web.Application]) -> None:
+    def __init__(
+        self, make_app: Callable[[], web.Application], *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._make_app = make_app
+        self._ssl_context = ssl_context
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -25,7 +29,8 @@ class BackgroundApp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -41,7 +46,7 @@ class BackgroundApp:
         self._stopping = asyncio.Event()
         runner = web.AppRunner(self._make_app(), handler_cancellation=True)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self._ssl_context).start()
         self._ready.set()
         try:
             await self._stopping.wait()

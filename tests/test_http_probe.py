@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp import web
 from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
@@ -508,3 +510,50 @@ def test_credentials_in_the_url_are_refused_without_echoing_them() -> None:
         parse(text, "app.yml", env={})
     assert "basic_auth" in str(caught.value)
     assert "Url-Secret-77" not in str(caught.value)
+
+
+def test_tls_options(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.configure_trust(server_context)
+    server_context.verify_mode = ssl.CERT_REQUIRED  # the exporter must show a client cert
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "key"
+    ca_file.write_bytes(ca.cert_pem.bytes())
+    client = ca.issue_cert("exporter@example.com")
+    cert_file.write_bytes(b"".join(pem.bytes() for pem in client.cert_chain_pems))
+    key_file.write_bytes(client.private_key_pem.bytes())
+
+    def build() -> web.Application:
+        app = web.Application()
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.json_response(GENERIC_DOC)
+
+        app.router.add_get("/health", handler)
+        return app
+
+    client_cert = f"cert_file: {cert_file}, key_file: {key_file}"
+    with BackgroundApp(build, ssl_context=server_context) as app:
+        config = f"""
+defaults: {{interval: 1s, timeout: 1s}}
+host: {{enabled: false}}
+targets:
+  - {{name: trusted, kind: http, url: {app.url}/health, tls: {{ca_file: {ca_file}, {client_cert}}}}}
+  - {{name: insecure, kind: http, url: {app.url}/health,
+      tls: {{insecure_skip_verify: true, {client_cert}}}}}
+  - {{name: untrusted, kind: http, url: {app.url}/health, tls: {{{client_cert}}}}}
+  - {{name: no-client-cert, kind: http, url: {app.url}/health, tls: {{ca_file: {ca_file}}}}}
+"""
+        with ExporterProcess(tmp_path, config=config) as exporter:
+            m = exporter.wait_for(
+                "every TLS target probed twice",
+                probed_twice(["trusted", "insecure", "untrusted", "no-client-cert"]),
+                timeout=60,
+            )
+    assert up(m, "trusted") == (1, "")
+    assert m.value("resilience_breaker_state", source="trusted", breaker="payments", state="open")
+    assert up(m, "insecure") == (1, "")
+    assert up(m, "untrusted") == (0, "tls")
+    # Under TLS 1.3 the server turns the missing certificate away after the handshake.
+    assert up(m, "no-client-cert") == (0, "other")

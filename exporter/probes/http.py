@@ -139,26 +139,41 @@ class HttpProbe:
         self.target = target
         self.mapping = target.health_mapping
         self.parse_errors = 0
-        self._ssl = target.tls.context() if target.url.startswith("https:") else None
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.target.timeout_seconds)
-        self._session = aiohttp.ClientSession(
-            timeout=timeout,
-            headers={"User-Agent": f"resilience-exporter/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=1, ssl=self._ssl or True),
-        )
+        pass  # the session is made at the first probe, where a failure is a probe failure
 
-    async def probe(self) -> Sequence[Sample]:
-        assert self._session is not None, "open() first"
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            ssl_context: ssl.SSLContext | bool = True
+            if self.target.url.startswith("https:"):
+                try:  # the files were fine at load time, but may have gone since
+                    ssl_context = self.target.tls.context()
+                except ValueError as exc:
+                    raise ProbeError("tls", str(exc), persistent=True) from None
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.target.timeout_seconds),
+                headers={"User-Agent": f"resilience-exporter/{__version__}"},
+                connector=aiohttp.TCPConnector(limit=1, ssl=ssl_context),
+            )
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        authorization = self.target.authorization()
+        try:
+            authorization = self.target.authorization()
+        except ValueError as exc:  # a credentials file that went missing
+            raise ProbeError("auth", str(exc), persistent=True) from None
         if authorization is not None:
             headers["Authorization"] = authorization
+        return headers
+
+    async def probe(self) -> Sequence[Sample]:
+        session, headers = self._client(), self._headers()
         async with (
             asyncio.timeout(self.target.timeout_seconds),
-            self._session.get(self.target.url, headers=headers, allow_redirects=False) as response,
+            session.get(self.target.url, headers=headers, allow_redirects=False) as response,
         ):
             status = response.status
             if status in (401, 403):
@@ -211,7 +226,11 @@ class HttpProbe:
             return cause or Failure("refused", "cannot connect")
         if isinstance(exc, aiohttp.ServerTimeoutError):
             return Failure("timeout", "timed out")
-        if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ServerDisconnectedError):
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            # Also how a server that wants a client certificate turns one away under TLS 1.3:
+            # the handshake completes on the client's side before the server hangs up.
+            return Failure("other", "the server closed the connection without an answer")
+        if isinstance(exc, aiohttp.ClientResponseError):
             return Failure("protocol", type(exc).__name__)
         if known is not None:
             return known
