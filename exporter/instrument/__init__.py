@@ -31,9 +31,12 @@ if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
     import pybreaker
+    import redis
+    import redis.asyncio
     from aiohttp import web
     from prometheus_client.core import Metric
     from prometheus_client.registry import CollectorRegistry
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 __all__ = ["BreakerTracker", "Instrumentation", "PoolReader"]
 
@@ -58,11 +61,15 @@ class Instrumentation:
         self._add(self._breakers, name or tracker.name, tracker)
         return tracker
 
-    def track_psycopg_pool(self, pool: Any, *, name: str | None = None) -> None:
+    def track_psycopg_pool(
+        self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any], *, name: str | None = None
+    ) -> None:
         reader = PsycopgPoolReader(pool, name=name)
         self._add(self._pools, reader.name, reader)
 
-    def track_redis_pool(self, pool: Any, *, name: str) -> None:
+    def track_redis_pool(
+        self, pool: redis.ConnectionPool | redis.asyncio.ConnectionPool, *, name: str
+    ) -> None:
         self._add(self._pools, name, RedisPoolReader(pool, name=name))
 
     def track_pool(self, reader: PoolReader) -> None:
