@@ -6,6 +6,7 @@ import asyncio
 import base64
 import copy
 import ssl
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -557,3 +558,13 @@ targets:
     assert up(m, "untrusted") == (0, "tls")
     # Under TLS 1.3 the server turns the missing certificate away after the handshake.
     assert up(m, "no-client-cert") == (0, "other")
+
+
+def test_exposition_passes_promtool(scraped: tuple[Exposition, str, str]) -> None:
+    m, _, _ = scraped
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=m.text, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == ""
+    assert checked.stderr.strip() == ""
