@@ -21,7 +21,7 @@ from aiohttp import web
 import exporter
 from exporter import config as config_module
 from exporter import logs, sharding
-from exporter.collector import build_registry
+from exporter.collector import Exposition
 from exporter.service import Service, ServiceOptions
 from exporter.web import WebState, make_app
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
@@ -106,9 +106,9 @@ def load_config(path: str | None) -> config_module.Config:
 
 
 async def serve(service: Service, host: str | None, port: int, path: str) -> int:
-    registry = build_registry(service.store.latest, service.status_samples)
-    registry.register(sharding.ShardCollector(service.options.shard))
-    app = make_app(WebState(service=service, registry=registry, telemetry_path=path))
+    exposition = Exposition(service.store, service.status_samples)
+    exposition.fresh.register(sharding.ShardCollector(service.options.shard))
+    app = make_app(WebState(service=service, exposition=exposition, telemetry_path=path))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(

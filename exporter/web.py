@@ -13,7 +13,7 @@ from prometheus_client.exposition import choose_encoder
 
 import exporter
 from exporter import multitarget
-from exporter.collector import FamiliesCollector, families_from_samples
+from exporter.collector import Exposition, FamiliesCollector, families_from_samples
 from exporter.secrets import redact
 from exporter.service import Service
 
@@ -21,7 +21,7 @@ from exporter.service import Service
 @dataclass
 class WebState:
     service: Service
-    registry: CollectorRegistry
+    exposition: Exposition
     telemetry_path: str
 
 
@@ -31,7 +31,7 @@ STATE_KEY = web.AppKey("state", WebState)
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(state.registry)
+    body = state.exposition.render(encoder)
     response = web.Response(body=body, headers={"Content-Type": content_type})
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression()
