@@ -1,0 +1,334 @@
+"""Side by side in one run: resilience-exporter against the peer exporters it replaces, on the
+same PostgreSQL, PgBouncer, Redis and host, at the same scrape rate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from testservers.base import free_port
+from testservers.postgres import PostgresServer
+
+from bench import harness
+from bench.harness import Measured, UsageMeter, ms
+from exporter import config as config_module
+from exporter.registry import kind_spec
+
+MONITOR_USER = "bench_monitor"
+MONITOR_PASSWORD = "bench-monitor-pw"
+REDIS_PASSWORD = "bench-redis-pw"
+PASSWORD_ENV = {"BENCH_MONITOR_PASSWORD": MONITOR_PASSWORD, "BENCH_REDIS_PASSWORD": REDIS_PASSWORD}
+PEER_KINDS = {
+    "postgres_exporter": "postgres",
+    "pgbouncer_exporter": "pgbouncer",
+    "redis_exporter": "redis",
+    "node_exporter": "host",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    scrapes: int = 300
+    rate: float = 5.0  # scrapes per second, for each exporter
+    steady_seconds: float = 60.0
+    interval: float = 5.0  # our probe interval, and the scrape interval of the steady phase
+    probe_rounds: int = 200
+
+
+@dataclass
+class Servers:
+    postgres: PostgresServer
+    pgbouncer: Any | None  # testservers.pgbouncer.PgBouncerServer, once that kind exists
+    redis: Any | None  # testservers.redis.RedisServer, once that kind exists
+    missing: dict[str, str]
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[Servers]:
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(PostgresServer())
+        pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        missing: dict[str, str] = {}
+        bouncer = redis = None
+        if harness.kind_available("pgbouncer"):
+            # Imported by name: the module exists only once the pgbouncer kind is merged.
+            pgbouncer_module = importlib.import_module("testservers.pgbouncer")
+            bouncer = stack.enter_context(
+                pgbouncer_module.PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
+            )
+        else:
+            missing["pgbouncer"] = "not measured: kind not available"
+        if harness.kind_available("redis"):
+            redis_module = importlib.import_module("testservers.redis")
+            redis = stack.enter_context(redis_module.RedisServer(password=REDIS_PASSWORD))
+        else:
+            missing["redis"] = "not measured: kind not available"
+        yield Servers(pg, bouncer, redis, missing)
+
+
+def our_config(s: Servers, interval: float) -> str:
+    lines = [
+        f"defaults: {{interval: {ms(interval)}, timeout: {ms(min(interval, 5.0))}}}",
+        "targets:",
+        "  - name: bench-postgres",
+        "    kind: postgres",
+        f"    dsn: {s.postgres.dsn(MONITOR_USER)}",
+        "    password: ${BENCH_MONITOR_PASSWORD}",
+    ]
+    if s.pgbouncer is not None:
+        lines += [
+            "  - name: bench-pgbouncer",
+            "    kind: pgbouncer",
+            f"    dsn: {s.pgbouncer.dsn(MONITOR_USER)}",
+            "    password: ${BENCH_MONITOR_PASSWORD}",
+        ]
+    if s.redis is not None:
+        lines += [
+            "  - name: bench-redis",
+            "    kind: redis",
+            f"    url: redis://127.0.0.1:{s.redis.port}/0",
+            "    password: ${BENCH_REDIS_PASSWORD}",
+        ]
+    lines += ["host:", "  enabled: true"]
+    return "\n".join(lines) + "\n"
+
+
+def start_peers(s: Servers, workdir: Path) -> tuple[list[Measured], dict[str, str]]:
+    """Every peer whose kind we cover in this run; the others, with why they are missing."""
+    peers: list[Measured] = []
+    missing = {peer: s.missing[kind] for peer, kind in PEER_KINDS.items() if kind in s.missing}
+    port = free_port()
+    peers.append(
+        harness.start_process(
+            "postgres_exporter",
+            [harness.binary("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
+             f"--web.listen-address=127.0.0.1:{port}"],
+            replaces="postgres", port=port, workdir=workdir,
+            env={"DATA_SOURCE_NAME": s.postgres.dsn(MONITOR_USER, MONITOR_PASSWORD)},
+            note="Debian prometheus-postgres-exporter",
+        )
+    )  # fmt: skip
+    if s.pgbouncer is not None:
+        port = free_port()
+        config = workdir / "pgbouncer-exporter.yml"
+        config.write_text(
+            f"exporter_host: 127.0.0.1\nexporter_port: {port}\npgbouncers:\n"
+            f"  - dsn: {s.pgbouncer.dsn(MONITOR_USER, '$(BENCH_MONITOR_PASSWORD)')}\n"
+        )
+        peers.append(
+            harness.start_process(
+                "pgbouncer_exporter",
+                [str(harness.PEERS_VENV / "bin" / "pgbouncer-exporter"), f"--config={config}"],
+                replaces="pgbouncer", port=port, workdir=workdir, env=PASSWORD_ENV,
+                note="PyPI prometheus-pgbouncer-exporter (Debian's fails against PgBouncer 1.18)",
+            )
+        )  # fmt: skip
+    if s.redis is not None:
+        port = free_port()
+        peers.append(
+            harness.start_process(
+                "redis_exporter",
+                [harness.binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
+                 f"--redis.addr=redis://127.0.0.1:{s.redis.port}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                replaces="redis", port=port, workdir=workdir,
+                env={"REDIS_PASSWORD": REDIS_PASSWORD},
+                note="Debian prometheus-redis-exporter",
+            )
+        )  # fmt: skip
+    port = free_port()
+    peers.append(
+        harness.start_process(
+            "node_exporter",
+            [harness.binary("prometheus-node-exporter", "prometheus-node-exporter"),
+             f"--web.listen-address=127.0.0.1:{port}", "--no-collector.systemd"],
+            replaces="host", port=port, workdir=workdir,
+            note="Debian prometheus-node-exporter",
+        )
+    )  # fmt: skip
+    return peers, missing
+
+
+# --- probe overhead: our probe against the floor, interleaved in the same loop -------------
+async def _overhead(s: Servers, config_path: Path, rounds: int) -> dict[str, dict[str, Any]]:
+    config = config_module.load(config_path, env={**os.environ, **PASSWORD_ENV})
+    results: dict[str, dict[str, Any]] = {}
+    for target in config.targets:
+        probe = kind_spec(target.kind).create(target)
+        await probe.open()
+        floor_op = await _floor(s, target.kind)
+        ours: list[float] = []
+        floor: list[float] = []
+        try:
+            for _ in range(5):  # warm both up: the pool's first connection, caches
+                await probe.probe()
+                await floor_op.run()
+            for _ in range(rounds):
+                start = time.perf_counter()
+                await probe.probe()
+                ours.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await floor_op.run()
+                floor.append(time.perf_counter() - start)
+        finally:
+            await probe.close()
+            await floor_op.close()
+        results[target.kind] = {
+            "probe_p50_ms": harness.percentile(ours, 0.5) * 1000,
+            "probe_p99_ms": harness.percentile(ours, 0.99) * 1000,
+            "floor_p50_ms": harness.percentile(floor, 0.5) * 1000,
+            "floor_p99_ms": harness.percentile(floor, 0.99) * 1000,
+            "floor_query": floor_op.what,
+            "ratio_p50": harness.percentile(ours, 0.5) / harness.percentile(floor, 0.5),
+        }
+    return results
+
+
+class _Floor:
+    what = ""
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class _SqlFloor(_Floor):
+    def __init__(self, conn: psycopg.AsyncConnection[Any], query: str) -> None:
+        self.conn = conn
+        self.what = query
+
+    async def run(self) -> None:
+        await self.conn.execute(self.what)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+class _PingFloor(_Floor):
+    what = "PING"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def run(self) -> None:
+        await self.client.ping()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _floor(s: Servers, kind: str) -> _Floor:
+    if kind == "postgres":
+        conn = await psycopg.AsyncConnection.connect(
+            s.postgres.dsn(MONITOR_USER, MONITOR_PASSWORD), autocommit=True
+        )
+        return _SqlFloor(conn, "SELECT 1")
+    if kind == "pgbouncer" and s.pgbouncer is not None:
+        conn = await psycopg.AsyncConnection.connect(
+            s.pgbouncer.dsn(MONITOR_USER, MONITOR_PASSWORD), autocommit=True,
+            prepare_threshold=None,
+        )  # fmt: skip
+        return _SqlFloor(conn, "SHOW VERSION")
+    if kind == "redis" and s.redis is not None:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis(
+            host="127.0.0.1", port=s.redis.port, password=REDIS_PASSWORD, socket_timeout=5
+        )
+        await client.ping()
+        return _PingFloor(client)
+    raise harness.BenchError(f"no floor for kind {kind}")
+
+
+# --- the run ---------------------------------------------------------------------------------
+def run(options: Options, workdir: Path) -> dict[str, Any]:
+    started = time.time()
+    with servers() as s:
+        config_text = our_config(s, options.interval)
+        peers, missing = start_peers(s, workdir)
+        exporter = None
+        try:
+            exporter = harness.ours(workdir, config_text, PASSWORD_ENV)
+            harness.wait_ready(exporter, timeout=60)
+            everyone = [exporter, *peers]
+            for m in everyone:  # one scrape each before measuring: lazy initialisation
+                m.scrape()
+
+            meter = UsageMeter(everyone)
+            meter.start()
+            loaded_seconds = harness.scrape_all(
+                everyone, scrapes=options.scrapes, rate=options.rate
+            )
+            loaded = meter.stop()
+
+            steady_latencies = {m.name: list(m.latencies) for m in everyone}
+            meter.start()
+            steady_scrapes = max(1, round(options.steady_seconds / options.interval))
+            harness.scrape_all(everyone, scrapes=steady_scrapes, rate=1 / options.interval)
+            time.sleep(max(0.0, options.interval - 0.5))  # let the last interval run its course
+            steady = meter.stop()
+            for m in everyone:
+                m.latencies = steady_latencies[m.name]
+
+            overhead = asyncio.run(
+                _overhead(s, workdir / "resilience-exporter.yml", options.probe_rounds)
+            )
+        finally:
+            for m in [*peers, *([exporter] if exporter else [])]:
+                m.process.stop()
+    rows = {}
+    for m in everyone:
+        rows[m.name] = {
+            "replaces": m.replaces,
+            "note": m.note,
+            "scrapes": len(m.latencies),
+            "scrape_errors": m.errors,
+            **harness.latency_summary(m.latencies),
+            "cpu_seconds_per_minute_loaded": loaded[m.name].cpu_seconds_per_minute,
+            "cpu_seconds_per_minute_steady": steady[m.name].cpu_seconds_per_minute,
+            "rss_bytes": steady[m.name].rss_bytes,
+            "series": harness.series_count(m.last_body),
+            "bytes_per_scrape": len(m.last_body),
+        }
+    return {
+        "mode": "compare",
+        "started_at": started,
+        "duration_seconds": time.time() - started,
+        "load_average_at_end": harness.load_average(),
+        "cpus": os.cpu_count(),
+        "options": options.__dict__,
+        "loaded_phase_seconds": loaded_seconds,
+        "exporters": rows,
+        "missing": missing,
+        "probe_overhead": overhead,
+        "ratios": ratios(rows),
+    }
+
+
+RATIO_KEYS = (
+    "p50_ms", "p99_ms", "cpu_seconds_per_minute_loaded", "cpu_seconds_per_minute_steady",
+    "rss_bytes", "series", "bytes_per_scrape",
+)  # fmt: skip
+
+
+def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    ours = rows["resilience-exporter"]
+    peers = {name: row for name, row in rows.items() if name != "resilience-exporter"}
+    result: dict[str, dict[str, float]] = {}
+    for name, row in peers.items():
+        result[f"ours / {name}"] = {k: ours[k] / row[k] for k in RATIO_KEYS if row[k]}
+    summed = ("cpu_seconds_per_minute_loaded", "cpu_seconds_per_minute_steady", "rss_bytes",
+              "series", "bytes_per_scrape")  # fmt: skip
+    total = {k: sum(row[k] for row in peers.values()) for k in summed}
+    result["ours / sum of peers"] = {k: ours[k] / total[k] for k in summed if total[k]}
+    return result

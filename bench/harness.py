@@ -1,0 +1,228 @@
+"""The pieces a benchmark run is made of: processes we hold the PID of, their CPU and memory
+from /proc, scrapes at a fixed rate, and the statistics of what was measured."""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testservers.base import ServerError, ServerProcess, free_port, wait_until
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+REPO = Path(__file__).resolve().parent.parent
+PEERS_VENV = REPO / ".venv-peers"
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def ms(seconds: float) -> str:
+    """A duration as the exporter's configuration spells it."""
+    return f"{round(seconds * 1000)}ms"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * PAGE_SIZE
+
+
+def kind_available(kind: str) -> bool:
+    """True when the exporter has the probe kind and the harness can start its server."""
+    from exporter.registry import kinds
+
+    return kind in kinds() and importlib.util.find_spec(f"testservers.{kind}") is not None
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: the value below which `fraction` of the values lie."""
+    ordered = sorted(values)
+    if not ordered:
+        raise BenchError("no values to take a percentile of")
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class Measured:
+    """One exporter process under measurement."""
+
+    name: str
+    replaces: str  # what it covers: postgres, pgbouncer, redis, host, or "all" for ours
+    port: int
+    process: ServerProcess
+    note: str = ""
+    latencies: list[float] = field(default_factory=list)
+    last_body: bytes = b""
+    errors: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def scrape(self, path: str = "/metrics", timeout: float = 30.0) -> tuple[float, bytes]:
+        """One scrape on a fresh connection, as plain text without compression."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            start = time.perf_counter()
+            conn.request("GET", path, headers={"Accept": "text/plain;version=0.0.4"})
+            response = conn.getresponse()
+            body = response.read()
+            elapsed = time.perf_counter() - start
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise BenchError(f"{self.name}: {path} answered {response.status}: {body[:200]!r}")
+        return elapsed, body
+
+    def answering(self) -> bool:
+        if not self.process.running():
+            raise ServerError(f"{self.name} exited:\n{self.process.log_text()[-2000:]}")
+        try:
+            self.scrape(timeout=5.0)
+            return True
+        except (OSError, BenchError, http.client.HTTPException):
+            return False
+
+
+def series_count(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    *,
+    replaces: str,
+    port: int,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    note: str = "",
+) -> Measured:
+    process = ServerProcess(name, argv, log_path=workdir / f"{name}.log", cwd=workdir)
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        process.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    measured = Measured(name=name, replaces=replaces, port=port, process=process, note=note)
+    try:
+        wait_until(measured.answering, timeout=60, interval=0.2, what=f"{name} to answer")
+    except BaseException:
+        process.stop()
+        raise
+    return measured
+
+
+def ours(workdir: Path, config: str, env: Mapping[str, str]) -> Measured:
+    port = free_port()
+    config_path = workdir / "resilience-exporter.yml"
+    config_path.write_text(config)
+    argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+            f"--config.file={config_path}", "--log.level=warn"]  # fmt: skip
+    env = {**env, "PYTHONPATH": str(REPO)}
+    return start_process("resilience-exporter", argv, replaces="all", port=port,
+                         workdir=workdir, env=env)  # fmt: skip
+
+
+def wait_ready(exporter: Measured, timeout: float) -> None:
+    def ready() -> bool:
+        try:
+            return exporter.scrape("/-/ready", timeout=5.0)[1].startswith(b"Ready")
+        except BenchError:
+            return False
+
+    wait_until(ready, timeout=timeout, interval=0.5, what="resilience-exporter to be ready")
+
+
+def binary(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise BenchError(f"{name} not found: `make bench` installs {package}")
+    return found
+
+
+def scrape_all(processes: Sequence[Measured], *, scrapes: int, rate: float) -> float:
+    """Scrape every process `scrapes` times at `rate` per second, each in its own thread so
+    that a slow exporter does not slow the others' schedule; returns the elapsed seconds."""
+    start = time.monotonic()
+
+    def loop(measured: Measured) -> None:
+        for i in range(scrapes):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                elapsed, body = measured.scrape()
+            except (OSError, BenchError, http.client.HTTPException):
+                measured.errors += 1
+                continue
+            measured.latencies.append(elapsed)
+            measured.last_body = body
+
+    threads = [threading.Thread(target=loop, args=(m,), name=m.name) for m in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - start
+
+
+@dataclass
+class Usage:
+    cpu_seconds_per_minute: float
+    rss_bytes: int
+
+
+class UsageMeter:
+    """CPU seconds used by each process between `start()` and `stop()`, and RSS at the end."""
+
+    def __init__(self, processes: Sequence[Measured]) -> None:
+        self.processes = processes
+        self._cpu: dict[str, float] = {}
+        self._at = 0.0
+
+    def start(self) -> None:
+        self._cpu = {m.name: cpu_seconds(m.pid) for m in self.processes}
+        self._at = time.monotonic()
+
+    def stop(self) -> dict[str, Usage]:
+        minutes = (time.monotonic() - self._at) / 60
+        return {
+            m.name: Usage(
+                cpu_seconds_per_minute=(cpu_seconds(m.pid) - self._cpu[m.name]) / minutes,
+                rss_bytes=rss_bytes(m.pid),
+            )
+            for m in self.processes
+        }
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+    }
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()

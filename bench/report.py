@@ -1,0 +1,154 @@
+"""Markdown and JSON for a benchmark run; every number in them comes from the run's dict."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+NOISE = (
+    "Numbers from a shared 2-core machine (other test runs were going on): noisy. "
+    "Load average at the end of the run: {load}."
+)
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _when(result: dict[str, Any]) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result["started_at"]))
+
+
+def _load(result: dict[str, Any]) -> str:
+    return ", ".join(_fmt(x) for x in result["load_average_at_end"])
+
+
+def compare_markdown(result: dict[str, Any], command: str) -> str:
+    o = result["options"]
+    out = [
+        f"# resilience-exporter vs the peer exporters ({_when(result)})",
+        "",
+        f"Command: `{command}`. " + NOISE.format(load=_load(result)),
+        "",
+        f"Latency: {result['exporters']['resilience-exporter']['scrapes']} scrapes of each "
+        f'exporter at {o["rate"]:g}/s, in parallel, plain text without gzip. CPU "loaded" over '
+        f'that phase; CPU "steady" over {o["steady_seconds"]:g} s with one scrape every '
+        f"{o['interval']:g} s, our probe interval. RSS at the end, from /proc.",
+        "",
+        "| exporter | covers | /metrics p50 ms | p99 ms | CPU s/min loaded | CPU s/min steady "
+        "| RSS MiB | series | bytes/scrape |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in result["exporters"].items():
+        out.append(
+            f"| {name} | {r['replaces']} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+            f"| {_fmt(r['cpu_seconds_per_minute_loaded'], 3)} "
+            f"| {_fmt(r['cpu_seconds_per_minute_steady'], 3)} | {_fmt(r['rss_bytes'] / MIB, 1)} "
+            f"| {r['series']} | {r['bytes_per_scrape']} |"
+        )
+    for peer, why in result["missing"].items():
+        out.append(f"| {peer} | | {why} | | | | | | |")
+    out += ["", "Peers: " + "; ".join(
+        f"{n}: {r['note']}" for n, r in result["exporters"].items() if r["note"]
+    ) + ".", ""]  # fmt: skip
+
+    out += ["## Ratios (ours / peer)", "",
+            "| ratio | p50 | p99 | CPU loaded | CPU steady | RSS | series | bytes |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    keys = ("p50_ms", "p99_ms", "cpu_seconds_per_minute_loaded", "cpu_seconds_per_minute_steady",
+            "rss_bytes", "series", "bytes_per_scrape")  # fmt: skip
+    for name, r in result["ratios"].items():
+        cells = [_fmt(r[k], 3) if k in r else "" for k in keys]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    out += ["", "## Probe round trip vs the floor (same run, interleaved)", "",
+            "| kind | our probe p50 ms | p99 ms | floor | floor p50 ms | p99 ms | p50 ratio |",
+            "|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+    for kind, r in result["probe_overhead"].items():
+        out.append(
+            f"| {kind} | {_fmt(r['probe_p50_ms'], 3)} | {_fmt(r['probe_p99_ms'], 3)} "
+            f"| `{r['floor_query']}` | {_fmt(r['floor_p50_ms'], 3)} "
+            f"| {_fmt(r['floor_p99_ms'], 3)} | {_fmt(r['ratio_p50'])} |"
+        )
+    out += ["", "## Targets of issue 9", ""]
+    out += [f"- {line}" for line in compare_verdicts(result)]
+    return "\n".join(out) + "\n"
+
+
+def compare_verdicts(result: dict[str, Any]) -> list[str]:
+    ours = result["exporters"]["resilience-exporter"]
+    lines = []
+    pg = result["exporters"].get("postgres_exporter")
+    if pg:
+        ratio = ours["p50_ms"] / pg["p50_ms"]
+        lines.append(
+            f"/metrics p50 ≤ 1/5 of postgres_exporter's: {_fmt(ratio, 3)}x → "
+            + ("met" if ratio <= 0.2 else "missed")
+        )
+    sums = result["ratios"]["ours / sum of peers"]
+    summed = (
+        ("cpu_seconds_per_minute_steady", "CPU (steady)"),
+        ("cpu_seconds_per_minute_loaded", "CPU (loaded)"),
+        ("rss_bytes", "RSS"),
+    )
+    for key, label in summed:
+        if key in sums:
+            lines.append(
+                f"{label} ≤ sum of the peers measured: {_fmt(sums[key], 3)}x → "
+                + ("met" if sums[key] <= 1 else "missed")
+            )
+    for kind, r in result["probe_overhead"].items():
+        lines.append(
+            f"{kind} probe p50 ≤ 1.5x floor: {_fmt(r['ratio_p50'])}x → "
+            + ("met" if r["ratio_p50"] <= 1.5 else "missed")
+        )
+    if result["missing"]:
+        lines.append(
+            "Not measured in this run: " + ", ".join(result["missing"]) + " (kind not available)"
+        )
+    return lines
+
+
+def scale_markdown(result: dict[str, Any], command: str) -> str:
+    out = [
+        f"# resilience-exporter at scale ({_when(result)})",
+        "",
+        f"Command: `{command}`. " + NOISE.format(load=_load(result)),
+        "",
+        f"PostgreSQL targets on one server ({result['databases']} databases, targets spread over "
+        f"them), interval {result['interval']:g} s, measured over {result['cycles']} intervals "
+        f"after the first round; /metrics scraped {result['scrape_rate']:g}/s meanwhile.",
+        "",
+        "| targets | every cycle in its interval | max staleness s | probes/target | "
+        "failed probes | CPU s/min | CPU ms/min per target | RSS MiB | RSS KiB per target "
+        "| /metrics p50 ms | p99 ms | bytes/scrape |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["steps"]:
+        out.append(
+            f"| {r['targets']} | {'yes' if r['all_cycles_in_interval'] else 'NO'} "
+            f"| {_fmt(r['max_staleness_seconds'])} | {_fmt(r['probes_per_target_min'], 0)}"
+            f"-{_fmt(r['probes_per_target_max'], 0)} | {r['failed_probes']} "
+            f"| {_fmt(r['cpu_seconds_per_minute'], 3)} "
+            f"| {_fmt(r['cpu_seconds_per_minute'] * 1000 / r['targets'], 2)} "
+            f"| {_fmt(r['rss_bytes'] / MIB, 1)} | {_fmt(r['rss_bytes'] / 1024 / r['targets'], 1)} "
+            f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {r['bytes_per_scrape']} |"
+        )
+    out += [
+        "",
+        "A cycle is inside its interval when every target kept its schedule: no failed probe, "
+        "each target probed at least (measured seconds / interval) - 1 times, and no target's "
+        "last success older than interval + timeout at the end.",
+        "",
+        "![cost against targets](scale.png)",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write(result: dict[str, Any], markdown: str, out_dir: Path, stem: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown)
