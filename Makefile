@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers lint typecheck test demo docs alerts chart-assets clean
+.PHONY: install servers peers lint typecheck test demo docs alerts chart-assets bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 servers:
 	bash scripts/install-servers.sh
 
+# The peer exporters the benchmark compares with (tests/test_bench.py runs them too).
+peers:
+	PYTHON=$(PYTHON) bash bench/install-peers.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -23,11 +27,20 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install servers lint typecheck
+test: install servers peers lint typecheck
 	$(PY) -m pytest
 
 demo: install servers
 	$(PY) scripts/demo.py
+
+# Side by side with postgres_exporter, pgbouncer_exporter, redis_exporter and node_exporter
+# (about 4 minutes); results in bench/results/compare.{md,json}.
+bench: install servers peers
+	$(PY) bench/run.py
+
+# 100, 500 and 1000 PostgreSQL targets (about 10 minutes); bench/results/scale.{md,json,png}.
+bench-scale: install servers
+	$(PY) bench/run.py --scale
 
 docs: install
 	$(PY) -m exporter.metricsdoc > docs/metrics.md
@@ -42,4 +55,4 @@ chart-assets: install
 	$(PY) scripts/sync_chart_assets.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) .venv-peers .pytest_cache .mypy_cache .ruff_cache .demo

@@ -42,7 +42,7 @@ def _config(pg: PostgresServer, n: int, databases: int, interval: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _schedule(body: bytes, interval: float, timeout: float, seconds: float) -> dict[str, Any]:
+def _schedule(body: bytes) -> dict[str, Any]:
     """Per target: probes counted, failures, staleness of the last success."""
     now = time.time()
     counts: dict[str, float] = {}
@@ -50,7 +50,7 @@ def _schedule(body: bytes, interval: float, timeout: float, seconds: float) -> d
     up: dict[str, float] = {}
     for fam in text_string_to_metric_families(body.decode()):
         for s in fam.samples:
-            if s.labels.get("kind") != "postgres":
+            if s.labels.get("kind") != "postgres" or "target" not in s.labels:
                 continue
             target = s.labels["target"]
             if s.name == "resilience_probe_duration_seconds_count":
@@ -68,7 +68,7 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
     exporter = harness.ours(workdir, config, PASSWORD_ENV)
     try:
         harness.wait_ready(exporter, timeout=max(120.0, n * 0.2))
-        first = _schedule(exporter.scrape()[1], options.interval, timeout, 0)
+        first = _schedule(exporter.scrape()[1])
         meter = harness.UsageMeter([exporter])
         meter.start()
         started = time.monotonic()
@@ -79,7 +79,7 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
         )  # fmt: skip
         measured = time.monotonic() - started
         usage = meter.stop()[exporter.name]
-        last = _schedule(exporter.last_body, options.interval, timeout, measured)
+        last = _schedule(exporter.last_body)
     finally:
         exporter.process.stop()
     probes = [last["counts"][t] - first["counts"].get(t, 0) for t in last["counts"]]

@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark machinery on a tiny run against the real servers and the real
+peer exporters (`make peers` installs them). Timings are never asserted: only that every
+number the report needs is there, and positive."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bench import compare, report, scale
+
+POSITIVE_PER_EXPORTER = (
+    "p50_ms", "p99_ms", "mean_ms", "rss_bytes", "series", "bytes_per_scrape", "scrapes",
+)  # fmt: skip
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_compare_report_has_every_exporter_and_number(tmp_path: Path) -> None:
+    options = compare.Options(
+        scrapes=20, rate=20.0, steady_seconds=2.0, interval=1.0, probe_rounds=10
+    )
+    result = compare.run(options, tmp_path)
+
+    exporters = result["exporters"]
+    assert {"resilience-exporter", "postgres_exporter", "node_exporter"} <= exporters.keys()
+    for peer, kind in compare.PEER_KINDS.items():
+        # each peer is either measured or said not to be, with the reason
+        assert (peer in exporters) != (peer in result["missing"]), peer
+        if peer in result["missing"]:
+            assert result["missing"][peer] == "not measured: kind not available"
+            assert kind in ("redis", "pgbouncer")
+    for name, row in exporters.items():
+        assert row["scrapes"] == 20, name
+        assert row["scrape_errors"] == 0, name
+        for key in POSITIVE_PER_EXPORTER:
+            assert positive(row[key]), (name, key, row[key])
+        assert row["cpu_seconds_per_minute_loaded"] >= 0
+        assert row["cpu_seconds_per_minute_steady"] >= 0
+        assert row["p99_ms"] >= row["p50_ms"]
+    assert "postgres" in result["probe_overhead"]
+    for kind, overhead in result["probe_overhead"].items():
+        for key in ("probe_p50_ms", "probe_p99_ms", "floor_p50_ms", "floor_p99_ms", "ratio_p50"):
+            assert positive(overhead[key]), (kind, key)
+    ratios = result["ratios"]
+    assert set(ratios) == {f"ours / {p}" for p in exporters if p != "resilience-exporter"} | {
+        "ours / sum of peers"
+    }
+    assert positive(ratios["ours / sum of peers"]["rss_bytes"])
+    assert positive(ratios["ours / postgres_exporter"]["p50_ms"])
+
+    markdown = report.compare_markdown(result, "make bench")
+    report.write(result, markdown, tmp_path / "results", "compare")
+    assert json.loads((tmp_path / "results" / "compare.json").read_text()) == json.loads(
+        json.dumps(result)
+    )
+    text = (tmp_path / "results" / "compare.md").read_text()
+    for name in exporters:
+        assert f"| {name} |" in text
+    for peer in result["missing"]:
+        assert f"| {peer} | | not measured: kind not available |" in text
+    assert "Command: `make bench`" in text
+    assert "## Targets of issue 9" in text
+
+
+def test_scale_report_and_plot(tmp_path: Path) -> None:
+    options = scale.Options(targets=(3, 6), interval=1.0, cycles=2, databases=2, scrape_rate=5.0)
+    result = scale.run(options, tmp_path)
+
+    assert [step["targets"] for step in result["steps"]] == [3, 6]
+    for step in result["steps"]:
+        for key in ("cpu_seconds_per_minute", "rss_bytes", "p50_ms", "p99_ms",
+                    "bytes_per_scrape", "measured_seconds", "max_staleness_seconds"):  # fmt: skip
+            assert positive(step[key]), (step["targets"], key)
+        assert isinstance(step["all_cycles_in_interval"], bool)
+        assert step["probes_per_target_max"] >= step["probes_per_target_min"] >= 0
+    markdown = report.scale_markdown(result, "make bench-scale")
+    report.write(result, markdown, tmp_path / "results", "scale")
+    scale.plot(result, tmp_path / "results" / "scale.png")
+    assert (tmp_path / "results" / "scale.png").read_bytes().startswith(b"\x89PNG")
+    assert "| 3 |" in (tmp_path / "results" / "scale.md").read_text()
