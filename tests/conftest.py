@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
+from testservers.pgbouncer import PgBouncerServer
 from testservers.postgres import PostgresServer
+from testservers.redis import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +21,26 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- Redis and PgBouncer (issue 4) ------------------------------------------------------------
+REDIS_DEFAULT_PASSWORD = "Redis-Default-Pw-51c0"
+REDIS_ACL_USER = "monitor"
+REDIS_ACL_PASSWORD = "Redis-Acl-Pw-9e2d7"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the tests that only read from it: `requirepass` on the default user and
+    an ACL user; fault tests start their own."""
+    with RedisServer(
+        password=REDIS_DEFAULT_PASSWORD, acl_users=[(REDIS_ACL_USER, REDIS_ACL_PASSWORD)]
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres: PostgresServer) -> Iterator[PgBouncerServer]:
+    """One PgBouncer in front of the session PostgreSQL; the monitor role is its admin."""
+    with PgBouncerServer(postgres, users=[(MONITOR_USER, MONITOR_PASSWORD)]) as server:
+        yield server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ class RedisServer:
         maxclients: int = 1000,
         replica_of: RedisServer | None = None,
         port: int | None = None,
+        tls: bool = False,
     ) -> None:
         self.binary = require_binary(REDIS_SERVER, "redis-server")
         self.base = Path(tempfile.mkdtemp(prefix="resilience-redis-"))
@@ -50,7 +52,20 @@ class RedisServer:
             f"dir {self.base}",
             f"maxmemory {maxmemory}",
             f"maxclients {maxclients}",
+            f"unixsocket {self.base / 'redis.sock'}",
+            "unixsocketperm 700",
         ]
+        self.tls_port: int | None = None
+        if tls:
+            self.tls_port = free_port()
+            self._make_certificate()
+            lines += [
+                f"tls-port {self.tls_port}",
+                f"tls-cert-file {self.cert_file}",
+                f"tls-key-file {self.base / 'key.pem'}",
+                f"tls-ca-cert-file {self.cert_file}",
+                "tls-auth-clients no",
+            ]
         if password is not None:
             lines.append(f"requirepass {_quote(password)}")
         for name, user_password in acl_users:
@@ -65,10 +80,28 @@ class RedisServer:
             "redis", [self.binary, str(self.conf)], log_path=self.base / "redis.log"
         )
 
+    @property
+    def cert_file(self) -> Path:
+        """The self-signed certificate (for 127.0.0.1), also the CA file to verify it with."""
+        return self.base / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        openssl = require_binary("openssl", "openssl")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-keyout", str(self.base / "key.pem"), "-out", str(self.cert_file),
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
     def client(self) -> redis.Redis:
         return redis.Redis(
             host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5
         )
+
+    @property
+    def socket_path(self) -> Path:
+        return self.base / "redis.sock"
 
     def url(self, user: str = "", password: str | None = None) -> str:
         auth = f"{user}:{password}@" if password is not None else (f"{user}@" if user else "")
