@@ -252,6 +252,8 @@ class PgBouncerProbe:
     def __init__(self, target: PgBouncerTarget) -> None:
         self.target = target
         self._admin: psycopg.AsyncConnection[DictRow] | None = None
+        # Checks that overran their budget and are still being cancelled, by database.
+        self._lingering: dict[str, asyncio.Task[None]] = {}
 
     # --- connections --------------------------------------------------------------------
     def _kwargs(self, password: str | None) -> dict[str, Any]:
@@ -340,7 +342,32 @@ class PgBouncerProbe:
         return out
 
     async def _check(self, database: CheckDatabase) -> Sample:
-        """`SELECT 1` through PgBouncer; never raises: the outcome is the sample."""
+        """`SELECT 1` through PgBouncer; never raises: the outcome is the sample.
+
+        A check that overruns its budget is cancelled and left to finish in the background:
+        psycopg then asks the server to cancel the query and waits for it, which a hung
+        database never acknowledges. Until it has finished, that database is not checked again.
+        """
+        previous = self._lingering.get(database.name)
+        if previous is not None and not previous.done():
+            return self._database_up(database, "timeout")
+        # Leave part of the target's timeout for the console queries that run alongside.
+        budget = self.target.timeout_seconds * 0.8
+        task = asyncio.create_task(self._select_one(database), name=f"check:{database.name}")
+        try:
+            done, _ = await asyncio.wait({task}, timeout=budget)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume_outcome)
+            self._lingering[database.name] = task
+            return self._database_up(database, "timeout")
+        exc = task.exception()
+        return self._database_up(database, classify_pgbouncer(exc).reason if exc else "")
+
+    async def _select_one(self, database: CheckDatabase) -> None:
         params = conninfo_to_dict(self.target.dsn)
         params["dbname"] = database.name
         if database.user is not None:
@@ -348,20 +375,15 @@ class PgBouncerProbe:
         password = database.resolve_password()
         if password is None and database.user is None:
             password = self.target.resolve_password()
-        # Leave part of the target's timeout for the console queries that run alongside.
-        budget = self.target.timeout_seconds * 0.8
-        reason = ""
+        conn = await psycopg.AsyncConnection.connect(
+            make_conninfo("", **params), **self._kwargs(password)
+        )
         try:
-            async with asyncio.timeout(budget):
-                conn = await psycopg.AsyncConnection.connect(
-                    make_conninfo("", **params), **self._kwargs(password)
-                )
-                try:
-                    await conn.execute("SELECT 1")
-                finally:
-                    await conn.close()
-        except Exception as exc:  # every failure is data: the reason label says which
-            reason = classify_pgbouncer(exc).reason
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
+
+    def _database_up(self, database: CheckDatabase, reason: str) -> Sample:
         return sample(
             DATABASE_UP,
             0.0 if reason else 1.0,
@@ -377,7 +399,15 @@ class PgBouncerProbe:
         return classify_pgbouncer(exc)
 
     async def close(self) -> None:
+        for task in self._lingering.values():
+            task.cancel()
+        self._lingering.clear()
         await self._discard_admin()
+
+
+def _consume_outcome(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def _create(target: PgBouncerTarget) -> PgBouncerProbe:
