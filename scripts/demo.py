@@ -13,15 +13,18 @@ import threading
 from pathlib import Path
 
 from testservers.base import ServerProcess, free_port, port_open, wait_until
+from testservers.pgbouncer import PgBouncerServer
 from testservers.postgres import PostgresServer
+from testservers.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
 MONITOR_USER = "monitor"
 MONITOR_PASSWORD = "demo-monitor-password"
+REDIS_PASSWORD = "demo-redis-password"
 
 
-def demo_config(pg: PostgresServer) -> str:
+def demo_config(pg: PostgresServer, bouncer: PgBouncerServer, cache: RedisServer) -> str:
     return f"""# Written by scripts/demo.py
 defaults: {{interval: 5s, timeout: 3s}}
 targets:
@@ -30,6 +33,17 @@ targets:
     dsn: postgresql://{MONITOR_USER}@127.0.0.1:{pg.port}/postgres?sslmode=disable
     password: ${{DEMO_PG_PASSWORD}}
     pool: {{min_size: 1, max_size: 2}}
+    labels: {{env: demo}}
+  - name: demo-pgbouncer
+    kind: pgbouncer
+    dsn: postgresql://{MONITOR_USER}@127.0.0.1:{bouncer.port}/pgbouncer?sslmode=disable
+    password: ${{DEMO_PG_PASSWORD}}
+    check_databases: [postgres]
+    labels: {{env: demo}}
+  - name: demo-redis
+    kind: redis
+    url: redis://127.0.0.1:{cache.port}/0
+    password: ${{DEMO_REDIS_PASSWORD}}
     labels: {{env: demo}}
 host: {{enabled: true}}
 """
@@ -54,12 +68,18 @@ def main() -> int:
     DEMO_DIR.mkdir(exist_ok=True)
     started: list[ServerProcess] = []
     pg = PostgresServer()
+    bouncer: PgBouncerServer | None = None
+    cache = RedisServer(password=REDIS_PASSWORD)
     try:
         print("starting PostgreSQL ...", flush=True)
         pg.start()
         pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        print("starting PgBouncer and Redis ...", flush=True)
+        bouncer = PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
+        bouncer.start()
+        cache.start()
         config_path = DEMO_DIR / "config.yml"
-        config_path.write_text(demo_config(pg))
+        config_path.write_text(demo_config(pg, bouncer, cache))
 
         port = args.port if not port_open(args.port) else free_port()
         exporter = ServerProcess(
@@ -74,6 +94,7 @@ def main() -> int:
             log_path=DEMO_DIR / "exporter.log",
         )
         os.environ["DEMO_PG_PASSWORD"] = MONITOR_PASSWORD
+        os.environ["DEMO_REDIS_PASSWORD"] = REDIS_PASSWORD
         exporter.start()
         started.append(exporter)
         wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
@@ -84,6 +105,8 @@ resilience-exporter demo is running (Ctrl-C stops everything)
   exporter landing page   http://127.0.0.1:{port}/
   metrics                 http://127.0.0.1:{port}/metrics
   PostgreSQL              {pg.dsn(MONITOR_USER)}  (role with pg_monitor)
+  PgBouncer               {bouncer.dsn(MONITOR_USER)}  (admin console)
+  Redis                   {cache.url()}  (requirepass set)
   config                  {config_path}
   exporter log            {exporter.log_path}
 """,
@@ -94,6 +117,9 @@ resilience-exporter demo is running (Ctrl-C stops everything)
     finally:
         for proc in reversed(started):
             proc.stop(signal.SIGTERM)
+        if bouncer is not None:
+            bouncer.remove()
+        cache.remove()
         pg.remove()
     return 0
 
