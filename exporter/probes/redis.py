@@ -123,6 +123,15 @@ _INFO_FIELDS: tuple[tuple[str, Any], ...] = (
 _ROLES: Mapping[str, str] = {"master": "master", "slave": "replica"}
 
 
+# A pooled connection the server closed while it sat idle (a restart, a timeout on the server
+# side) is replaced once, at once; anything else is not retried: the next probe is the retry.
+# Timeouts are never retried, so that a hung server costs one timeout.
+_RETRY_DROPPED_CONNECTION: Mapping[str, Any] = {
+    "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+    "retry_on_error": [redis.exceptions.ConnectionError],
+}
+
+
 class RedisPoolConfig(StrictModel):
     max_connections: int = Field(2, ge=1, le=100)
 
@@ -373,8 +382,7 @@ class RedisProbe:
         kwargs: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            # One attempt per probe: the next probe is the retry.
-            "retry": Retry(NoBackoff(), 0),
+            **_RETRY_DROPPED_CONNECTION,
             "client_name": "resilience-exporter",
         }
         tls = self.target.tls
@@ -426,7 +434,7 @@ class RedisProbe:
         sentinel_kwargs: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
+            **_RETRY_DROPPED_CONNECTION,
         }
         if config.username is not None:
             sentinel_kwargs["username"] = config.username
