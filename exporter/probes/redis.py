@@ -279,12 +279,15 @@ class _ConnectObserver:
         observer = self
 
         class _Observed(AbstractConnection):
-            async def connect(self) -> None:
+            # Every way of connecting (the pool's, and a reconnect while sending) ends here.
+            async def connect_check_health(
+                self, check_health: bool = True, retry_socket_connect: bool = True
+            ) -> None:
                 if self.is_connected:
                     return
                 start = time.perf_counter()
                 try:
-                    await super().connect()  # type: ignore[no-untyped-call]
+                    await super().connect_check_health(check_health, retry_socket_connect)
                 except BaseException as exc:
                     observer.errors += 1
                     observer.last_error = (time.monotonic(), exc)
