@@ -44,7 +44,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(postgres: PostgresServer) -> Iterator[PgBouncerServer]:
-    """One PgBouncer in front of the session PostgreSQL; the monitor role is its admin."""
-    with PgBouncerServer(postgres, users=[(MONITOR_USER, MONITOR_PASSWORD)]) as server:
-        yield server
+def pgbouncer() -> Iterator[PgBouncerServer]:
+    """One PgBouncer in front of a PostgreSQL of its own (its server connections would
+    otherwise show in the session PostgreSQL's counts); the monitor role is its admin."""
+    with PostgresServer() as postgres:
+        postgres.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        with PgBouncerServer(postgres, users=[(MONITOR_USER, MONITOR_PASSWORD)]) as server:
+            yield server

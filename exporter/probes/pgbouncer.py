@@ -256,7 +256,7 @@ class PgBouncerProbe:
         self._lingering: dict[str, asyncio.Task[None]] = {}
 
     # --- connections --------------------------------------------------------------------
-    def _kwargs(self, password: str | None) -> dict[str, Any]:
+    def _kwargs(self, password: str | None, application_name: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "autocommit": True,
             # The console understands only the simple query protocol; in transaction
@@ -264,7 +264,7 @@ class PgBouncerProbe:
             "prepare_threshold": None,
             # libpq's connect_timeout has a floor of 2 seconds.
             "connect_timeout": max(2, round(self.target.timeout_seconds)),
-            "application_name": "resilience-exporter",
+            "application_name": application_name,
         }
         if password is not None:
             kwargs["password"] = password
@@ -276,7 +276,7 @@ class PgBouncerProbe:
         self._admin = await psycopg.AsyncConnection.connect(
             self.target.dsn,
             row_factory=dict_row,
-            **self._kwargs(self.target.resolve_password()),
+            **self._kwargs(self.target.resolve_password(), "resilience-exporter"),
         )
         return self._admin
 
@@ -376,7 +376,9 @@ class PgBouncerProbe:
         if password is None and database.user is None:
             password = self.target.resolve_password()
         conn = await psycopg.AsyncConnection.connect(
-            make_conninfo("", **params), **self._kwargs(password)
+            # PgBouncer passes the name on to the server: tell these from the exporter's pool.
+            make_conninfo("", **params),
+            **self._kwargs(password, "resilience-exporter-check"),
         )
         try:
             await conn.execute("SELECT 1")
