@@ -126,10 +126,12 @@ _ROLES: Mapping[str, str] = {"master": "master", "slave": "replica"}
 # A pooled connection the server closed while it sat idle (a restart, a timeout on the server
 # side) is replaced once, at once; anything else is not retried: the next probe is the retry.
 # Timeouts are never retried, so that a hung server costs one timeout.
-_RETRY_DROPPED_CONNECTION: Mapping[str, Any] = {
-    "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-    "retry_on_error": [redis.exceptions.ConnectionError],
-}
+# Fresh objects for every client: redis-py updates them in place.
+def _retry_dropped_connection() -> dict[str, Any]:
+    return {
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+        "retry_on_error": [redis.exceptions.ConnectionError],
+    }
 
 
 class RedisPoolConfig(StrictModel):
@@ -385,7 +387,7 @@ class RedisProbe:
         kwargs: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            **_RETRY_DROPPED_CONNECTION,
+            **_retry_dropped_connection(),
             "client_name": "resilience-exporter",
         }
         tls = self.target.tls
@@ -437,7 +439,7 @@ class RedisProbe:
         sentinel_kwargs: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            **_RETRY_DROPPED_CONNECTION,
+            **_retry_dropped_connection(),
         }
         if config.username is not None:
             sentinel_kwargs["username"] = config.username
