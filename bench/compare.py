@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from testservers.postgres import PostgresServer
 from bench import harness
 from bench.harness import Measured, UsageMeter, ms
 from exporter import config as config_module
+from exporter.probes.postgres import SATURATION_SQL
 from exporter.registry import kind_spec
 
 MONITOR_USER = "bench_monitor"
@@ -158,96 +160,99 @@ def start_peers(s: Servers, workdir: Path) -> tuple[list[Measured], dict[str, st
 
 
 # --- probe overhead: our probe against the floor, interleaved in the same loop -------------
+# What each probe sends, in round trips, replayed bare on an open connection: it tells the
+# cost of what we ask the server from the cost of our code around it.
+BARE_STATEMENTS = {
+    "postgres": [SATURATION_SQL],
+    "pgbouncer": ["SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW LISTS"],
+    "redis": ["PING", "INFO"],
+}
+FLOOR_STATEMENT = {"postgres": "SELECT 1", "pgbouncer": "SHOW VERSION", "redis": "PING"}
+
+
 async def _overhead(s: Servers, config_path: Path, rounds: int) -> dict[str, dict[str, Any]]:
     config = config_module.load(config_path, env={**os.environ, **PASSWORD_ENV})
     results: dict[str, dict[str, Any]] = {}
     for target in config.targets:
-        probe = kind_spec(target.kind).create(target)
+        kind = target.kind
+        probe = kind_spec(kind).create(target)
         await probe.open()
-        floor_op = await _floor(s, target.kind)
-        ours: list[float] = []
-        floor: list[float] = []
+        conn = await _Connection.open(s, kind)
+        timings: dict[str, list[float]] = {"probe": [], "floor": [], "bare": []}
+        steps: dict[str, Callable[[], Awaitable[Any]]] = {
+            "probe": probe.probe,
+            "floor": functools.partial(conn.run, [FLOOR_STATEMENT[kind]]),
+            "bare": functools.partial(conn.run, BARE_STATEMENTS[kind]),
+        }
         try:
-            for _ in range(5):  # warm both up: the pool's first connection, caches
-                await probe.probe()
-                await floor_op.run()
+            for _ in range(5):  # warm up: the pool's first connection, caches
+                for step in steps.values():
+                    await step()
             for _ in range(rounds):
-                start = time.perf_counter()
-                await probe.probe()
-                ours.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                await floor_op.run()
-                floor.append(time.perf_counter() - start)
+                for name, step in steps.items():
+                    start = time.perf_counter()
+                    await step()
+                    timings[name].append(time.perf_counter() - start)
         finally:
             await probe.close()
-            await floor_op.close()
-        results[target.kind] = {
-            "probe_p50_ms": harness.percentile(ours, 0.5) * 1000,
-            "probe_p99_ms": harness.percentile(ours, 0.99) * 1000,
-            "floor_p50_ms": harness.percentile(floor, 0.5) * 1000,
-            "floor_p99_ms": harness.percentile(floor, 0.99) * 1000,
-            "floor_query": floor_op.what,
-            "ratio_p50": harness.percentile(ours, 0.5) / harness.percentile(floor, 0.5),
+            await conn.close()
+        p50 = {k: harness.percentile(v, 0.5) * 1000 for k, v in timings.items()}
+        p99 = {k: harness.percentile(v, 0.99) * 1000 for k, v in timings.items()}
+        results[kind] = {
+            "probe_p50_ms": p50["probe"],
+            "probe_p99_ms": p99["probe"],
+            "floor_query": FLOOR_STATEMENT[kind],
+            "floor_p50_ms": p50["floor"],
+            "floor_p99_ms": p99["floor"],
+            "probe_round_trips": len(BARE_STATEMENTS[kind]),
+            "bare_statements_p50_ms": p50["bare"],
+            "ratio_p50": p50["probe"] / p50["floor"],
+            "ratio_p50_per_round_trip": p50["probe"] / p50["floor"] / len(BARE_STATEMENTS[kind]),
+            "ratio_p50_to_bare": p50["probe"] / p50["bare"],
         }
     return results
 
 
-class _Floor:
-    what = ""
+class _Connection:
+    """An already open connection to one kind of server, to replay statements on."""
 
-    async def run(self) -> None:
-        raise NotImplementedError
+    def __init__(self, pg: psycopg.AsyncConnection[Any] | None, redis: Any | None) -> None:
+        self.pg = pg
+        self.redis = redis
+
+    @classmethod
+    async def open(cls, s: Servers, kind: str) -> _Connection:
+        if kind == "postgres":
+            dsn = s.postgres.dsn(MONITOR_USER, MONITOR_PASSWORD)
+            return cls(await psycopg.AsyncConnection.connect(dsn, autocommit=True), None)
+        if kind == "pgbouncer" and s.pgbouncer is not None:
+            dsn = s.pgbouncer.dsn(MONITOR_USER, MONITOR_PASSWORD)
+            conn = await psycopg.AsyncConnection.connect(
+                dsn, autocommit=True, prepare_threshold=None
+            )
+            return cls(conn, None)
+        if kind == "redis" and s.redis is not None:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis(
+                host="127.0.0.1", port=s.redis.port, password=REDIS_PASSWORD, socket_timeout=5
+            )
+            await client.ping()
+            return cls(None, client)
+        raise harness.BenchError(f"no floor for kind {kind}")
+
+    async def run(self, statements: Sequence[str]) -> None:
+        for statement in statements:
+            if self.pg is not None:
+                await (await self.pg.execute(statement)).fetchall()
+            elif self.redis is not None:
+                await self.redis.execute_command(statement)
 
     async def close(self) -> None:
-        raise NotImplementedError
-
-
-class _SqlFloor(_Floor):
-    def __init__(self, conn: psycopg.AsyncConnection[Any], query: str) -> None:
-        self.conn = conn
-        self.what = query
-
-    async def run(self) -> None:
-        await self.conn.execute(self.what)
-
-    async def close(self) -> None:
-        await self.conn.close()
-
-
-class _PingFloor(_Floor):
-    what = "PING"
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    async def run(self) -> None:
-        await self.client.ping()
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-async def _floor(s: Servers, kind: str) -> _Floor:
-    if kind == "postgres":
-        conn = await psycopg.AsyncConnection.connect(
-            s.postgres.dsn(MONITOR_USER, MONITOR_PASSWORD), autocommit=True
-        )
-        return _SqlFloor(conn, "SELECT 1")
-    if kind == "pgbouncer" and s.pgbouncer is not None:
-        conn = await psycopg.AsyncConnection.connect(
-            s.pgbouncer.dsn(MONITOR_USER, MONITOR_PASSWORD), autocommit=True,
-            prepare_threshold=None,
-        )  # fmt: skip
-        return _SqlFloor(conn, "SHOW VERSION")
-    if kind == "redis" and s.redis is not None:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis(
-            host="127.0.0.1", port=s.redis.port, password=REDIS_PASSWORD, socket_timeout=5
-        )
-        await client.ping()
-        return _PingFloor(client)
-    raise harness.BenchError(f"no floor for kind {kind}")
+        if self.pg is not None:
+            await self.pg.close()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 # --- the run ---------------------------------------------------------------------------------

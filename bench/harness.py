@@ -9,7 +9,6 @@ import os
 import shutil
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,15 +161,16 @@ def binary(name: str, package: str) -> str:
 
 
 def scrape_all(processes: Sequence[Measured], *, scrapes: int, rate: float) -> float:
-    """Scrape every process `scrapes` times at `rate` per second, each in its own thread so
-    that a slow exporter does not slow the others' schedule; returns the elapsed seconds."""
+    """Scrape every process `scrapes` times at `rate` rounds per second; returns the elapsed
+    seconds. Within a round the scrapes run one after the other, in an order that rotates,
+    so that no exporter's latency includes another one's scrape."""
     start = time.monotonic()
-
-    def loop(measured: Measured) -> None:
-        for i in range(scrapes):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+    for i in range(scrapes):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        shift = i % len(processes)
+        for measured in [*processes[shift:], *processes[:shift]]:
             try:
                 elapsed, body = measured.scrape()
             except (OSError, BenchError, http.client.HTTPException):
@@ -178,12 +178,6 @@ def scrape_all(processes: Sequence[Measured], *, scrapes: int, rate: float) -> f
                 continue
             measured.latencies.append(elapsed)
             measured.last_body = body
-
-    threads = [threading.Thread(target=loop, args=(m,), name=m.name) for m in processes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     return time.monotonic() - start
 
 
