@@ -143,14 +143,18 @@ def ours(workdir: Path, config: str, env: Mapping[str, str]) -> Measured:
                          workdir=workdir, env=env)  # fmt: skip
 
 
-def wait_ready(exporter: Measured, timeout: float) -> None:
+def wait_ready(exporter: Measured, timeout: float) -> float:
+    """Wait for the first round of probes to finish; the seconds that took."""
+    start = time.monotonic()
+
     def ready() -> bool:
         try:
-            return exporter.scrape("/-/ready", timeout=5.0)[1].startswith(b"Ready")
-        except BenchError:
+            return exporter.scrape("/-/ready", timeout=10.0)[1].startswith(b"Ready")
+        except (OSError, BenchError, http.client.HTTPException):
             return False
 
     wait_until(ready, timeout=timeout, interval=0.5, what="resilience-exporter to be ready")
+    return time.monotonic() - start
 
 
 def binary(name: str, package: str) -> str:

@@ -131,14 +131,15 @@ def scale_markdown(result: dict[str, Any], command: str) -> str:
         f"them), interval {result['interval']:g} s, measured over {result['cycles']} intervals "
         f"after the first round; /metrics scraped {result['scrape_rate']:g}/s meanwhile.",
         "",
-        "| targets | every cycle in its interval | max staleness s | probes/target | "
-        "failed probes | CPU s/min | CPU ms/min per target | RSS MiB | RSS KiB per target "
+        "| targets | first round done after s | every cycle in its interval | max staleness s "
+        "| probes/target | failed probes | CPU s/min | CPU ms/min per target | RSS MiB | RSS KiB per target "
         "| /metrics p50 ms | p99 ms | bytes/scrape |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["steps"]:
         out.append(
-            f"| {r['targets']} | {'yes' if r['all_cycles_in_interval'] else 'NO'} "
+            f"| {r['targets']} | {_fmt(r['seconds_to_ready'], 1)} "
+            f"| {'yes' if r['all_cycles_in_interval'] else 'NO'} "
             f"| {_fmt(r['max_staleness_seconds'])} | {_fmt(r['probes_per_target_min'], 0)}"
             f"-{_fmt(r['probes_per_target_max'], 0)} | {r['failed_probes']} "
             f"| {_fmt(r['cpu_seconds_per_minute'], 3)} "

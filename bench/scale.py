@@ -67,7 +67,7 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
     config = _config(pg, n, options.databases, options.interval)
     exporter = harness.ours(workdir, config, PASSWORD_ENV)
     try:
-        harness.wait_ready(exporter, timeout=max(120.0, n * 0.2))
+        seconds_to_ready = harness.wait_ready(exporter, timeout=max(120.0, n * 0.3))
         first = _schedule(exporter.scrape()[1])
         meter = harness.UsageMeter([exporter])
         meter.start()
@@ -95,6 +95,7 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
     return {
         "targets": n,
         "measured_seconds": measured,
+        "seconds_to_ready": seconds_to_ready,
         "all_cycles_in_interval": in_interval,
         "failed_probes": failed,
         "probes_per_target_min": min(probes),
