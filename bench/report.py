@@ -132,8 +132,8 @@ def scale_markdown(result: dict[str, Any], command: str) -> str:
         f"after the first round; /metrics scraped {result['scrape_rate']:g}/s meanwhile.",
         "",
         "| targets | first round done after s | every cycle in its interval | max staleness s "
-        "| probes/target | failed probes | CPU s/min | CPU ms/min per target | RSS MiB | RSS KiB per target "
-        "| /metrics p50 ms | p99 ms | bytes/scrape |",
+        "| probes/target | failed probes | CPU s/min | CPU ms/min per target | RSS MiB "
+        "| RSS KiB per target | /metrics p50 ms | p99 ms | bytes/scrape |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["steps"]:
