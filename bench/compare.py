@@ -61,7 +61,7 @@ def servers() -> Iterator[Servers]:
         missing: dict[str, str] = {}
         bouncer = redis = None
         if harness.kind_available("pgbouncer"):
-            # Imported by name: the module exists only once the pgbouncer kind is merged.
+            # Imported by name: without the kind (an older checkout) the row says why it is missing.
             pgbouncer_module = importlib.import_module("testservers.pgbouncer")
             bouncer = stack.enter_context(
                 pgbouncer_module.PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
