@@ -36,11 +36,11 @@ demo: install servers
 # Side by side with postgres_exporter, pgbouncer_exporter, redis_exporter and node_exporter
 # (about 4 minutes); results in bench/results/compare.{md,json}.
 bench: install servers peers
-	$(PY) bench/run.py
+	BENCH_COMMAND='make bench' $(PY) bench/run.py
 
 # 100, 500 and 1000 PostgreSQL targets (about 10 minutes); bench/results/scale.{md,json,png}.
 bench-scale: install servers
-	$(PY) bench/run.py --scale
+	BENCH_COMMAND='make bench-scale' $(PY) bench/run.py --scale
 
 docs: install
 	$(PY) -m exporter.metricsdoc > docs/metrics.md

@@ -3,6 +3,7 @@ from /proc, scrapes at a fixed rate, and the statistics of what was measured."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.util
 import os
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from testservers.base import ServerError, ServerProcess, free_port, wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -220,6 +222,14 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
     }
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin a process and everything it has forked so far (later forks inherit it)."""
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.cpu_affinity(sorted(cpus))
 
 
 def load_average() -> tuple[float, float, float]:

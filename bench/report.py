@@ -129,7 +129,12 @@ def scale_markdown(result: dict[str, Any], command: str) -> str:
         "",
         f"PostgreSQL targets on one server ({result['databases']} databases, targets spread over "
         f"them), interval {result['interval']:g} s, measured over {result['cycles']} intervals "
-        f"after the first round; /metrics scraped {result['scrape_rate']:g}/s meanwhile.",
+        f"after the first round; /metrics scraped {result['scrape_rate']:g}/s meanwhile. "
+        + (
+            "The exporter is pinned to CPU 0 (one core), PostgreSQL to the other CPUs."
+            if result["pinned"]
+            else "Nothing pinned: the exporter shares the CPUs with PostgreSQL's backends."
+        ),
         "",
         "| targets | first round done after s | every cycle in its interval | max staleness s "
         "| probes/target | failed probes | CPU s/min | CPU ms/min per target | RSS MiB "

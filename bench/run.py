@@ -6,6 +6,7 @@ Results go to bench/results/ as Markdown and JSON (and a PNG in scale mode)."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import tempfile
@@ -33,12 +34,17 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--targets", default="100,500,1000", help="scale mode: comma-separated N")
     p.add_argument("--cycles", type=int, default=3, help="scale mode: intervals measured")
     p.add_argument("--databases", type=int, default=100, help="scale mode: databases created")
+    p.add_argument("--no-pin", action="store_true",
+                   help="scale mode: leave the exporter and PostgreSQL on any CPU")  # fmt: skip
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    command = "python3 bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    # `make bench` names itself; run directly, the command line is quoted.
+    command = os.environ.get("BENCH_COMMAND") or "python3 bench/run.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
     with tempfile.TemporaryDirectory(prefix="resilience-bench-") as tmp:
         workdir = Path(tmp)
         if args.scale:
@@ -47,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 interval=args.interval or 15.0,
                 cycles=args.cycles,
                 databases=args.databases,
+                pin=not args.no_pin,
             )
             result = scale.run(options, workdir)
             markdown = report.scale_markdown(result, command)
