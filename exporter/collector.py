@@ -183,6 +183,7 @@ class Exposition:
         ProcessCollector(registry=self.fresh)
         PlatformCollector(registry=self.fresh)
         self._position = _catalog_position()
+        self._catalog_size = len(CATALOG)
         # per encoder: target -> (the snapshot rendered, its blocks)
         self._blocks: dict[Encoder, dict[str, tuple[Snapshot, dict[str, _Block]]]] = {}
         # per encoder: (generation, head families, snapshot families)
@@ -191,15 +192,16 @@ class Exposition:
     def render(self, encoder: Encoder) -> bytes:
         generation = self._store.generation
         cached = self._joined.get(encoder)
-        if cached is None or cached[0] != generation or len(self._position) != len(CATALOG):
+        if cached is None or cached[0] != generation or self._catalog_size != len(CATALOG):
             cached = self._joined[encoder] = (generation, *self._join(encoder))
         _, head, snapshot_part = cached
         status = _encode(encoder, families_from_samples(self._status()))
         return b"".join((head, status, snapshot_part, encoder(self.fresh)))
 
     def _join(self, encoder: Encoder) -> tuple[bytes, bytes]:
-        if len(self._position) != len(CATALOG):  # a kind registered late
+        if self._catalog_size != len(CATALOG):  # a kind registered late
             self._position = _catalog_position()
+            self._catalog_size = len(CATALOG)
         snapshots = self._store.latest()
         rendered = self._blocks.setdefault(encoder, {})
         for gone in rendered.keys() - {snap.target for snap in snapshots}:

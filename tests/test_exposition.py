@@ -138,3 +138,21 @@ def test_process_and_status_families_stay_fresh_between_snapshots(
     if encoder is generate_openmetrics:
         assert second.endswith("# EOF\n")
         assert second.count("# EOF") == 1
+
+
+def test_snapshots_are_joined_again_only_after_a_change(store: SnapshotStore) -> None:
+    reads = {"n": 0}
+    latest = store.latest
+
+    def counting_latest() -> list[Snapshot]:
+        reads["n"] += 1
+        return latest()
+
+    store.latest = counting_latest  # type: ignore[method-assign]
+    exposition = Exposition(store, status)
+    first = exposition.render(generate_latest)
+    exposition.render(generate_latest)
+    assert reads["n"] == 1
+    store.put(snapshot("users-db", up=True, probes=9))
+    assert exposition.render(generate_latest) != first
+    assert reads["n"] == 2
