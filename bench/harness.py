@@ -117,14 +117,10 @@ def start_process(
     env: Mapping[str, str] | None = None,
     note: str = "",
 ) -> Measured:
-    process = ServerProcess(name, argv, log_path=workdir / f"{name}.log", cwd=workdir)
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        process.start()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    # `env` execs the program in place (same PID): its environment without touching ours.
+    with_env = ["env", *(f"{k}={v}" for k, v in (env or {}).items()), *argv]
+    process = ServerProcess(name, with_env, log_path=workdir / f"{name}.log", cwd=workdir)
+    process.start()
     measured = Measured(name=name, replaces=replaces, port=port, process=process, note=note)
     try:
         wait_until(measured.answering, timeout=60, interval=0.2, what=f"{name} to answer")
