@@ -15,7 +15,7 @@ from exporter.collector import Encoder, Exposition, build_registry
 from exporter.families import HistogramAccumulator, Sample, sample, with_constant_labels
 from exporter.reasons import Failure
 from exporter.runtime import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP, Snapshot, SnapshotStore
-from exporter.service import PROBE_REQUESTS
+from exporter.sharding import SHARD
 
 ENCODERS = [pytest.param(generate_latest, id="text"), pytest.param(generate_openmetrics, id="om")]
 
@@ -74,8 +74,10 @@ def store() -> SnapshotStore:
     return store
 
 
+# The status families stand in for the service's (importing exporter.service here would add
+# its families to the catalog that tests/test_docs.py compares with docs/metrics.md).
 def status() -> list[Sample]:
-    return [sample(PROBE_REQUESTS, 2.0, result="success")]
+    return [sample(SHARD, 1.0, index="0", count="1")]
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
@@ -117,22 +119,22 @@ def test_cached_exposition_changes_with_the_snapshots(
 def test_process_and_status_families_stay_fresh_between_snapshots(
     store: SnapshotStore, encoder: Encoder
 ) -> None:
-    requests = {"success": 1.0}
+    shard = {"count": "1"}
 
     def live_status() -> list[Sample]:
-        return [sample(PROBE_REQUESTS, requests["success"], result="success")]
+        return [sample(SHARD, 1.0, index="0", count=shard["count"])]
 
     exposition = Exposition(store, live_status)
     counting = CountingCollector()
     exposition.fresh.register(counting)
     first = exposition.render(encoder).decode()
-    requests["success"] = 7.0
+    shard["count"] = "7"
     second = exposition.render(encoder).decode()  # no snapshot published in between
 
     assert "bench_collects 1.0" in first
     assert "bench_collects 2.0" in second
-    assert 'resilience_exporter_probe_requests_total{result="success"} 1.0' in first
-    assert 'resilience_exporter_probe_requests_total{result="success"} 7.0' in second
+    assert 'resilience_exporter_shard{count="1",index="0"} 1.0' in first
+    assert 'resilience_exporter_shard{count="7",index="0"} 1.0' in second
     assert "process_cpu_seconds_total" in second
     assert "process_resident_memory_bytes" in second
     if encoder is generate_openmetrics:
