@@ -34,11 +34,11 @@ demo: install servers
 	$(PY) scripts/demo.py
 
 # Side by side with postgres_exporter, pgbouncer_exporter, redis_exporter and node_exporter
-# (about 4 minutes); results in bench/results/compare.{md,json}.
+# (2-3 minutes); results in bench/results/compare.{md,json}.
 bench: install servers peers
 	BENCH_COMMAND='make bench' $(PY) bench/run.py
 
-# 100, 500 and 1000 PostgreSQL targets (about 10 minutes); bench/results/scale.{md,json,png}.
+# 100, 500 and 1000 PostgreSQL targets (about 4 minutes); bench/results/scale.{md,json,png}.
 bench-scale: install servers
 	BENCH_COMMAND='make bench-scale' $(PY) bench/run.py --scale
 
