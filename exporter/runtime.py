@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 UP = family(
     "resilience_up",
-    "1 if the last probe of the target succeeded, else 0 with the reason of the failure.",
+    "1 if the last probe of the target succeeded, else 0 with the reason of the failure "
+    "(breaker_open: no probe was made, the target's circuit breaker is open).",
     "gauge",
     ("target", "kind", "reason"),
     group="probe",
