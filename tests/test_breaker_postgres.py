@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
+from testservers.base import free_port
 from testservers.postgres import PostgresServer
 from testservers.tcpproxy import CountingProxy
+
+from exporter.config import parse as parse_config
+from exporter.families import HistogramValue, Sample
+from exporter.pools import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
+from exporter.probes.postgres import PostgresProbe, PostgresTarget
 
 TARGET = "orders-db"
 BREAKER = {"breaker": TARGET, "source": "exporter"}
@@ -105,12 +111,14 @@ def test_open_breaker_makes_no_connection_attempts_then_recovers(
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
         # While open: rejected calls every interval, and not one connection to the proxy.
-        # Windows end before each published next attempt; together they must span 3 ticks.
+        # A window starts when a scrape shows the breaker open (the runner closed the pool
+        # before publishing that) and ends before the published next attempt; together the
+        # windows must span 3 rejected ticks.
         rejected_in_windows = 0.0
         deadline = time.monotonic() + 120
         while rejected_in_windows < 3:
             a = exp.scrape()
-            if not rejecting(a):
+            if not state_is("open")(a):
                 poll(deadline, "an open breaker")
                 continue
             next_attempt = a.value("resilience_breaker_next_attempt_timestamp_seconds", **BREAKER)
@@ -180,3 +188,55 @@ def test_persistent_failure_opens_at_once_for_the_cap(
         exp.stop()
         for text in (m.text, landing, exp.logs()):
             assert wrong not in text
+
+
+def postgres_probe(port: int) -> PostgresProbe:
+    parsed = parse_config(config(port, breaker="{}"), "c.yml", env={"PGPW": MONITOR_PASSWORD})
+    (target,) = parsed.targets
+    assert isinstance(target, PostgresTarget)
+    return PostgresProbe(target)
+
+
+def histogram_count(samples: list[Sample], name: str) -> int:
+    (value,) = [s.value for s in samples if s.family.name == name]
+    assert isinstance(value, HistogramValue)
+    return value.count
+
+
+def connect_errors(probe: PostgresProbe) -> float:
+    samples = list(probe.local_samples())
+    (value,) = [
+        s.value
+        for s in samples
+        if s.family == POOL_ERRORS and dict(s.labels)["operation"] == "connect"
+    ]
+    assert isinstance(value, float | int)
+    return value
+
+
+async def test_postgres_probe_close_then_open_cycles_keep_its_stats(
+    postgres: PostgresServer,
+) -> None:
+    probe = postgres_probe(postgres.port)
+    for _ in range(3):
+        await probe.open()
+        assert await probe.probe()
+        await probe.close()
+        assert probe.pool.closed
+    samples = list(probe.local_samples())
+    assert histogram_count(samples, POOL_ACQUIRE.name) == 3, "one histogram across pools"
+    assert histogram_count(samples, POOL_CONNECT.name) >= 3, "each pool connected anew"
+
+
+async def test_postgres_probe_counters_never_go_back_across_pools() -> None:
+    with CountingProxy(upstream_port=free_port()) as proxy:  # nothing listens upstream
+        probe = postgres_probe(proxy.port)
+        seen: list[float] = []
+        for _ in range(2):
+            await probe.open()
+            with pytest.raises(Exception):  # noqa: B017, PT011  (whatever the pool raises)
+                await probe.probe()
+            await probe.close()
+            seen.append(connect_errors(probe))
+            assert proxy.accepted >= len(seen), "each fresh pool tried to connect"
+        assert 0 < seen[0] < seen[1]
