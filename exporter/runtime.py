@@ -81,7 +81,7 @@ class TargetRunner:
         self.config = config
         self.store = store
         self.probe: Probe = kind_spec(config.kind).create(config)
-        self.breaker = breaker or CircuitBreaker(config.breaker)
+        self.breaker = breaker if breaker is not None else CircuitBreaker(config.breaker)
         self.probe_open = False
         self.duration = HistogramAccumulator()
         self.errors = dict.fromkeys(PROBE_REASONS, 0)
@@ -132,23 +132,7 @@ class TargetRunner:
             failure = self.probe.classify(exc)
         self.duration.observe(time.perf_counter() - start)
         if self.breaker_enabled:
-            if failure is None:
-                self.breaker.record_success()
-            else:
-                self.breaker.record_failure(failure)
-            if self.breaker.state == "open":
-                # Otherwise pools go on reconnecting in the background.
-                await self._close_probe()
-                log.warning(
-                    "breaker open",
-                    extra={
-                        "target": self.name,
-                        "kind": self.config.kind,
-                        "reason": failure.reason if failure else "",
-                        "persistent": failure.persistent if failure else False,
-                        "next_attempt_at": self.breaker.next_attempt_at,
-                    },
-                )
+            await self._record_in_breaker(failure)
         if failure is None:
             self.last_success = time.time()
         else:
@@ -166,15 +150,31 @@ class TargetRunner:
         self.first_round.set()
         return snapshot
 
+    async def _record_in_breaker(self, failure: Failure | None) -> None:
+        if failure is None:
+            self.breaker.record_success()
+            return
+        self.breaker.record_failure(failure)
+        if self.breaker.state != "open":
+            return
+        # Closed right away: pools would otherwise go on reconnecting in the background.
+        await self._close_probe()
+        log.warning(
+            "breaker open",
+            extra={
+                "target": self.name,
+                "kind": self.config.kind,
+                "reason": failure.reason,
+                "persistent": failure.persistent,
+                "next_attempt_at": self.breaker.next_attempt_at,
+            },
+        )
+
     def _publish_rejected(self) -> Snapshot:
         last = self.breaker.last_failure
-        what = f"{last.reason}: {last.message}" if last else "no failure recorded"
-        failure = Failure(
-            "breaker_open",
-            f"breaker open, no probe made (last failure {what})",
-            persistent=last.persistent if last else False,
-            cause=last,
-        )
+        what = f"{last.reason}: {last.message}" if last else "none recorded"
+        message = f"breaker open, no probe made (last failure {what})"
+        failure = Failure("breaker_open", message, cause=last)
         snapshot = self.publish(False, failure, ())
         self.first_round.set()
         return snapshot
