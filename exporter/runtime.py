@@ -189,7 +189,7 @@ class TargetRunner:
             return
         self.probe_open = False
         try:
-            async with asyncio.timeout(grace or max(self.config.timeout_seconds, 1.0)):
+            async with asyncio.timeout(grace or max(self.config.timeout_seconds, 2.0)):
                 await self.probe.close()
         except Exception as exc:  # the next trial opens fresh clients anyway
             log.warning("closing probe failed", extra={"target": self.name, "err": repr(exc)})

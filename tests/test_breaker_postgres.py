@@ -109,6 +109,7 @@ def test_open_breaker_makes_no_connection_attempts_then_recovers(
             ["promtool", "check", "metrics"], input=m.text, capture_output=True, text=True
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout.strip() == "", "promtool finds nothing to lint"
 
         # While open: rejected calls every interval, and not one connection to the proxy.
         # A window starts when a scrape shows the breaker open (the runner closed the pool

@@ -305,10 +305,12 @@ class PostgresProbe:
         pool = self.pool
         if pool.closed:
             return
-        await pool.close(timeout=1.0)
-        stats = pool.get_stats()
-        for key in _CUMULATIVE_STATS:
-            self._closed_pools_stats[key] += stats.get(key, 0)
+        try:
+            await pool.close(timeout=1.0)
+        finally:  # also when the caller gives up waiting: the pool is closed by then
+            stats = pool.get_stats()
+            for key in _CUMULATIVE_STATS:
+                self._closed_pools_stats[key] += stats.get(key, 0)
 
 
 def _from_env_url(url: str) -> Mapping[str, Any]:
