@@ -240,7 +240,10 @@ class PostgresProbe:
         return kwargs
 
     async def open(self) -> None:
-        if self.pool.closed:
+        if self.pool.closed:  # never opened, or closed by the breaker: a pool is single-use
+            stats = self.pool.get_stats()
+            for key in _CUMULATIVE_STATS:
+                self._closed_pools_stats[key] += stats.get(key, 0)
             self.pool = self._new_pool()
         await self.pool.open(wait=False)
 
@@ -302,15 +305,7 @@ class PostgresProbe:
         return classify_postgres(exc)
 
     async def close(self) -> None:
-        pool = self.pool
-        if pool.closed:
-            return
-        try:
-            await pool.close(timeout=1.0)
-        finally:  # also when the caller gives up waiting: the pool is closed by then
-            stats = pool.get_stats()
-            for key in _CUMULATIVE_STATS:
-                self._closed_pools_stats[key] += stats.get(key, 0)
+        await self.pool.close(timeout=1.0)
 
 
 def _from_env_url(url: str) -> Mapping[str, Any]:
