@@ -5,29 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, up_is
 from testservers.pgbouncer import PgBouncerServer
 from testservers.postgres import PostgresServer
 from testservers.redis import RedisServer
 
 from exporter.config import ConfigError, parse
 from exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
-
-
-def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Exposition], bool]:
-    def check(exp: Exposition) -> bool:
-        if exp.value("resilience_up", target=target) != value:
-            return False
-        return reason is None or exp.has("resilience_up", target=target, reason=reason)
-
-    return check
 
 
 def bouncer_config(
