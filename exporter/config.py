@@ -246,7 +246,7 @@ class ConfigError(Exception):
 def _dotted(path: KeyPath) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
@@ -411,7 +411,7 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
         doc.issues.extend(_pydantic_issues(doc, exc, ("defaults",)))
         defaults = Defaults()
 
-    unknown = sorted(set(data) - {"defaults", "targets", "host", "modules"})
+    unknown = sorted(str(k) for k in set(data) - {"defaults", "targets", "host", "modules"})
     doc.issues.extend(doc.issue((key,), "unknown key") for key in unknown)
 
     raw_targets = data.get("targets") or []
