@@ -216,6 +216,12 @@ host: {{enabled: false}}
         own_redis.thaw()
         exp.wait_for("up 1 after thaw", up_is(1, name), timeout=20)
 
+        for _ in range(2):  # restarted in a loop: it recovers every time
+            own_redis.stop()
+            exp.wait_for("up 0 reason refused", up_is(0, name, "refused"), timeout=2 + 2 + 3)
+            own_redis.start()
+            exp.wait_for("up 1 after restart", up_is(1, name), timeout=30)
+
 
 def test_wrong_or_missing_password_is_auth_and_never_shown(
     redis_server: RedisServer, workdir: Path
