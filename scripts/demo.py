@@ -15,16 +15,19 @@ from pathlib import Path
 
 from testservers.alertmanager import AlertmanagerServer, Notification, WebhookReceiver, local_config
 from testservers.base import ServerProcess, free_port, port_open, wait_until
+from testservers.pgbouncer import PgBouncerServer
 from testservers.postgres import PostgresServer
 from testservers.prometheus import PrometheusServer
+from testservers.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
 MONITOR_USER = "monitor"
 MONITOR_PASSWORD = "demo-monitor-password"
+REDIS_PASSWORD = "demo-redis-password"
 
 
-def demo_config(pg: PostgresServer) -> str:
+def demo_config(pg: PostgresServer, bouncer: PgBouncerServer, cache: RedisServer) -> str:
     return f"""# Written by scripts/demo.py
 defaults: {{interval: 5s, timeout: 3s}}
 targets:
@@ -33,6 +36,17 @@ targets:
     dsn: postgresql://{MONITOR_USER}@127.0.0.1:{pg.port}/postgres?sslmode=disable
     password: ${{DEMO_PG_PASSWORD}}
     pool: {{min_size: 1, max_size: 2}}
+    labels: {{env: demo}}
+  - name: demo-pgbouncer
+    kind: pgbouncer
+    dsn: postgresql://{MONITOR_USER}@127.0.0.1:{bouncer.port}/pgbouncer?sslmode=disable
+    password: ${{DEMO_PG_PASSWORD}}
+    check_databases: [postgres]
+    labels: {{env: demo}}
+  - name: demo-redis
+    kind: redis
+    url: redis://127.0.0.1:{cache.port}/0
+    password: ${{DEMO_REDIS_PASSWORD}}
     labels: {{env: demo}}
 host: {{enabled: true}}
 """
@@ -93,12 +107,18 @@ def main() -> int:
     started: list[ServerProcess] = []
     cleanups: list[Callable[[], None]] = []
     pg = PostgresServer()
+    bouncer: PgBouncerServer | None = None
+    cache = RedisServer(password=REDIS_PASSWORD)
     try:
         print("starting PostgreSQL ...", flush=True)
         pg.start()
         pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        print("starting PgBouncer and Redis ...", flush=True)
+        bouncer = PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
+        bouncer.start()
+        cache.start()
         config_path = DEMO_DIR / "config.yml"
-        config_path.write_text(demo_config(pg))
+        config_path.write_text(demo_config(pg, bouncer, cache))
 
         port = args.port if not port_open(args.port) else free_port()
         exporter = ServerProcess(
@@ -113,6 +133,7 @@ def main() -> int:
             log_path=DEMO_DIR / "exporter.log",
         )
         os.environ["DEMO_PG_PASSWORD"] = MONITOR_PASSWORD
+        os.environ["DEMO_REDIS_PASSWORD"] = REDIS_PASSWORD
         exporter.start()
         started.append(exporter)
         wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
@@ -125,6 +146,8 @@ resilience-exporter demo is running (Ctrl-C stops everything)
   exporter landing page   http://127.0.0.1:{port}/
   metrics                 http://127.0.0.1:{port}/metrics
   PostgreSQL              {pg.dsn(MONITOR_USER)}  (role with pg_monitor)
+  PgBouncer               {bouncer.dsn(MONITOR_USER)}  (admin console)
+  Redis                   {cache.url()}  (requirepass set)
 {alerting}  config                  {config_path}
   exporter log            {exporter.log_path}
 """,
@@ -137,6 +160,9 @@ resilience-exporter demo is running (Ctrl-C stops everything)
             cleanup()
         for proc in reversed(started):
             proc.stop(signal.SIGTERM)
+        if bouncer is not None:
+            bouncer.remove()
+        cache.remove()
         pg.remove()
     return 0
 

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
+from testservers.pgbouncer import PgBouncerServer
 from testservers.postgres import PostgresServer
+from testservers.redis import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +21,33 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- Redis and PgBouncer (issue 4) ------------------------------------------------------------
+REDIS_DEFAULT_PASSWORD = "Redis-Default-Pw-51c0"
+REDIS_ACL_USER = "monitor"
+REDIS_ACL_PASSWORD = "Redis-Acl-Pw-9e2d7"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the tests that only read from it: `requirepass` on the default user and
+    an ACL user with only the rights docs/redis-pgbouncer.md asks for; fault tests start their
+    own."""
+    with RedisServer(password=REDIS_DEFAULT_PASSWORD) as server:
+        with server.client() as client:
+            client.execute_command(
+                "ACL", "SETUSER", REDIS_ACL_USER, "reset", "on", f">{REDIS_ACL_PASSWORD}",
+                "+ping", "+info", "+client|setname", "+hello",
+            )  # fmt: skip
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[PgBouncerServer]:
+    """One PgBouncer in front of a PostgreSQL of its own (its server connections would
+    otherwise show in the session PostgreSQL's counts); the monitor role is its admin."""
+    with PostgresServer() as postgres:
+        postgres.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        with PgBouncerServer(postgres, users=[(MONITOR_USER, MONITOR_PASSWORD)]) as server:
+            yield server

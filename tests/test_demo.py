@@ -13,6 +13,7 @@ from tests_support import http_get
 from testservers.base import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_TARGETS = ("demo-postgres", "demo-pgbouncer", "demo-redis", "host")
 
 
 def test_demo_serves_postgres_and_host_metrics() -> None:
@@ -41,12 +42,14 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
 
         def all_up() -> bool:
             exp = Exposition(http_get(url))
-            return all(exp.value("resilience_up", target=t) == 1 for t in ("demo-postgres", "host"))
+            return all(exp.value("resilience_up", target=t) == 1 for t in DEMO_TARGETS)
 
         wait_until(all_up, timeout=60, what="the demo's targets to be up")
         exp = Exposition(http_get(url))
         assert exp.has("resilience_postgres_connections")
         assert exp.has("resilience_host_memory_total_bytes")
+        assert exp.value("resilience_pgbouncer_database_up", database="postgres") == 1
+        assert exp.value("resilience_redis_role", target="demo-redis", role="master") == 1
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

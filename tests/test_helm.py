@@ -410,6 +410,17 @@ def test_service_monitor_uses_tls_and_basic_auth_only_with_the_web_config(
     assert endpoint["scrapeTimeout"] == "10s"
 
 
+def test_scraped_job_is_the_one_the_alert_rules_expect(chart: helm_python.Chart) -> None:
+    thresholds = yaml.safe_load((ROOT / "alerts" / "thresholds.yml").read_text())
+    values = {"serviceMonitor": {"enabled": True}}
+    objects = render(chart, values)
+    job_label = one(objects, "ServiceMonitor")["spec"]["jobLabel"]
+    services = [o for o in objects if o["kind"] == "Service"]
+    assert services
+    for service in services:
+        assert service["metadata"]["labels"][job_label] == thresholds["settings"]["exporter_job"]
+
+
 # --- rules and dashboards: one source of truth ----------------------------------------------
 
 
