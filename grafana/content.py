@@ -84,7 +84,6 @@ def probe_errors(kind: str) -> Panel:
         unit="ops",
         description="Failed probes per second, by the reason the exporter gives.",
         alerts=("ResilienceTargetDown",),
-        incident=DOWN_INCIDENT,
         width=16,
         height=6,
     )
@@ -362,7 +361,6 @@ def postgres(thresholds: Thresholds) -> Dashboard:
                         unit="short",
                         description="Failed connects and acquires in each interval.",
                         alerts=("ResiliencePoolAcquireErrors",),
-                        incident="while the server refuses or drops connections",
                         width=8,
                     ),
                 ),
@@ -842,9 +840,9 @@ def redis(thresholds: Thresholds) -> Dashboard:
                         ),
                         unit="none",
                         mapping="up_down",
-                        description="Whether each replica's link to its master is up.",
+                        description="Whether each replica's link to its master is up "
+                        "(replica targets only).",
                         alerts=("ResilienceRedisReplicationLinkDown",),
-                        incident="for replica targets",
                     ),
                     Panel(
                         title="Sentinel",
@@ -863,8 +861,8 @@ def redis(thresholds: Thresholds) -> Dashboard:
                             ),
                         ),
                         unit="none",
-                        description="The master each Sentinel names for its service.",
-                        incident="for Sentinel targets",
+                        description="The master each Sentinel names for its service, and "
+                        "whether the Sentinel answers (Sentinel targets only).",
                     ),
                 ),
             ),
