@@ -97,6 +97,8 @@ def legend(template: str, labels: Mapping[str, str]) -> str:
 def human(value: float, unit: str) -> str:
     if math.isnan(value):
         return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     if unit == "percentunit":
         return f"{value * 100:.1f}%"
     if unit in ("bytes", "Bps"):

@@ -288,8 +288,18 @@ def test_postgres_down_fills_the_incident_panels(stack: Stack) -> None:
     stack.postgres.stop()
     try:
         wait_for_data(stack.prometheus, queries)
+        shown = {
+            title: [row["metric"] for row in stack.prometheus.query(expr)]
+            for (title, _), expr in queries.items()
+        }
     finally:
         stack.postgres.start()
+    down = shown["overview.json Targets down and why"]
+    # The reason is the first failure's: `other` (the server ended the pooled connection) or
+    # `refused` (nothing listens any more), depending on when the probe ran.
+    assert (PG, "postgres") in {(r["target"], r["kind"]) for r in down if r["reason"]}
+    firing = shown["overview.json Firing alerts"]
+    assert (PG, "ResilienceTargetDown") in {(r.get("target"), r["alertname"]) for r in firing}
 
 
 def test_a_breaker_opening_fills_the_next_trial_panel(stack: Stack) -> None:
