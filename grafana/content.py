@@ -95,7 +95,9 @@ def probe_latency(kind: str) -> tuple[Panel, Panel]:
         Panel(
             title="Probe latency heatmap",
             kind="heatmap",
-            queries=(Query(expr=f"sum by (le) ({rate(buckets)})", format="heatmap"),),
+            queries=(
+                Query(expr=f"sum by (le) ({rate(buckets)})", legend="{{le}}", format="heatmap"),
+            ),
             unit="s",
             description="How long whole probes take: the distribution over time.",
         ),
