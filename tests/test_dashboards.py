@@ -15,7 +15,7 @@ import yaml
 from gen_alerts import load_thresholds, runbook_anchor
 from test_alerts import exported_names, metric_names, pending_names, rules, runbook_sections
 
-from grafana import generate
+from grafana import generate, render_previews
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_FILES = sorted(generate.DASHBOARDS_DIR.glob("*.json"))
@@ -264,3 +264,20 @@ def test_readme_shows_every_dashboard_with_its_preview() -> None:
         path = ROOT / "grafana" / preview
         assert path.exists(), preview
         assert path.stat().st_size < 300_000, f"{preview} is too large"
+
+
+def test_preview_renderer_formats_like_grafana() -> None:
+    assert (
+        render_previews.substitute(
+            'rate(x{job=~"$job", target=~"$target"}[$__rate_interval])',
+            {"job": "j", "target": "a|b", "__rate_interval": "1m"},
+        )
+        == 'rate(x{job=~"j", target=~"a|b"}[1m])'
+    )
+    assert render_previews.legend("{{target}} p95", {"target": "db"}) == "db p95"
+    assert render_previews.legend("__auto", {"__name__": "x", "job": "j", "pool": "p"}) == "pool=p"
+    assert render_previews.human(0.5, "percentunit") == "50.0%"
+    assert render_previews.human(0.002, "s") == "2.0 ms"
+    assert render_previews.human(90, "s") == "1.5 min"
+    assert render_previews.human(3 * 2**20, "bytes") == "3.0 MiB"
+    assert render_previews.human(float("inf"), "s") == "+Inf"
