@@ -113,6 +113,12 @@ class PgBouncerServer:
     def stop(self) -> None:
         self.process.stop(signal.SIGINT)
 
+    def freeze(self) -> None:
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        self.process.thaw()
+
     def remove(self) -> None:
         self.process.stop(signal.SIGKILL)
         shutil.rmtree(self.base, ignore_errors=True)
