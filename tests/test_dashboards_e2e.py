@@ -259,6 +259,17 @@ def test_every_panel_has_data(stack: Stack, file_name: str) -> None:
     wait_for_data(stack.prometheus, queries)
 
 
+def test_the_breakers_dashboard_shows_the_exporters_and_the_applications(stack: Stack) -> None:
+    board = dashboards()["breakers.json"]
+    queries = panel_queries(board, variables(stack, "breakers.json"), incident_only=False)
+    wait_for_data(stack.prometheus, queries)
+    shown = {
+        (row["metric"]["source"], row["metric"]["breaker"])
+        for row in stack.prometheus.query(queries[("Breaker state", "A")])
+    }
+    assert {("exporter", PG), (APP, "payments"), (APP, "inventory")} <= shown
+
+
 def test_every_incident_only_panel_is_provoked_below() -> None:
     documented = {
         (file_name, panel["title"])
