@@ -13,7 +13,7 @@ import promql_parser
 import pytest
 import yaml
 from gen_alerts import load_thresholds, runbook_anchor
-from test_alerts import exported_names, metric_names, pending_names, rules, runbook_sections
+from test_alerts import exported_names, metric_names, rules, runbook_sections
 
 from grafana import generate, render_previews
 
@@ -114,7 +114,7 @@ def test_the_six_dashboards_with_stable_uids() -> None:
 @pytest.mark.parametrize("name", sorted(STABLE_UIDS))
 def test_every_query_parses_and_names_only_exported_or_recorded_series(name: str) -> None:
     recorded = {rule["record"] for rule in rules() if "record" in rule}
-    known = exported_names() | recorded | pending_names() | PROMETHEUS_OWN
+    known = exported_names() | recorded | PROMETHEUS_OWN
     unknown: set[tuple[str, str]] = set()
     queries = 0
     for panel in panels(boards()[name]):
@@ -127,7 +127,7 @@ def test_every_query_parses_and_names_only_exported_or_recorded_series(name: str
 
 
 def test_an_unknown_metric_name_in_a_panel_is_caught() -> None:
-    known = exported_names() | pending_names()
+    known = exported_names()
     expr = substitute('rate(resilience_probe_errs_total{job=~"$job"}[$__rate_interval])')
     assert metric_names(expr) - known == {"resilience_probe_errs_total"}
     with pytest.raises(ValueError, match="parenthesis"):
