@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers peers lint typecheck test demo docs alerts chart-assets bench bench-scale clean
+.PHONY: install servers peers lint typecheck test demo docs alerts dashboards previews chart-assets bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ docs: install
 # Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml.
 alerts: install
 	$(PY) scripts/gen_alerts.py
+
+# Renders grafana/dashboards/*.json with grafana/generate.py (thresholds from
+# alerts/thresholds.yml) and copies them into the Helm chart.
+dashboards: install
+	$(PY) -m grafana.generate
+	$(PY) scripts/sync_chart_assets.py
+
+# Renders grafana/previews/*.png from a live stack (PostgreSQL, an application, the exporter,
+# Prometheus): runs the end-to-end dashboard test with previews enabled.
+previews: install servers
+	RESILIENCE_DASHBOARD_PREVIEWS=grafana/previews $(PY) -m pytest -q tests/test_dashboards_e2e.py
 
 # Copies alerts/*.rules.yml and grafana/dashboards/*.json into the Helm chart (Helm cannot read
 # outside the chart directory); tests/test_helm.py fails when the copies drift.

@@ -94,6 +94,33 @@ class PoolConfig(StrictModel):
         return self
 
 
+class BreakerConfig(StrictModel):
+    """A target's `breaker:` block: when its probe stops being called (docs/breakers.md)."""
+
+    enabled: bool = True
+    consecutive_failures: int = Field(3, ge=1, le=1000)
+    failure_ratio: float = Field(0.5, gt=0, le=1)
+    window: int = Field(10, ge=1, le=1000)
+    minimum_calls: int = Field(5, ge=1, le=1000)
+    half_open_successes: int = Field(1, ge=1, le=100)
+    # None: the target's interval (clamped to the cap), filled in at load time.
+    backoff_base: Duration | None = None
+    backoff_cap: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.minimum_calls > self.window:
+            raise ValueError("breaker.minimum_calls must not exceed breaker.window")
+        if self.backoff_base is not None and self.backoff_base > self.backoff_cap:
+            raise ValueError("breaker.backoff_base must not exceed breaker.backoff_cap")
+        return self
+
+    @property
+    def backoff_base_seconds(self) -> float:
+        assert self.backoff_base is not None, "defaults are applied at load time"
+        return self.backoff_base
+
+
 class TargetConfig(StrictModel):
     """What every target has; each kind's module subclasses it with its own fields."""
 
@@ -102,6 +129,7 @@ class TargetConfig(StrictModel):
     interval: Duration | None = None
     timeout: Duration | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("labels")
     @classmethod
@@ -218,7 +246,7 @@ class ConfigError(Exception):
 def _dotted(path: KeyPath) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
@@ -326,6 +354,22 @@ def _validate_target_at(
     return _validate_with_defaults(doc, listed[kind].config_model, raw, path, defaults)
 
 
+def with_defaults(target: TargetConfig, defaults: Defaults) -> TargetConfig:
+    """Fill in what defaults to something else: interval, timeout, the breaker's back-off base."""
+    interval = target.interval or defaults.interval
+    breaker = target.breaker
+    if breaker.backoff_base is None:
+        base = min(interval, breaker.backoff_cap)
+        breaker = breaker.model_copy(update={"backoff_base": base})
+    return target.model_copy(
+        update={
+            "interval": interval,
+            "timeout": target.timeout or defaults.timeout,
+            "breaker": breaker,
+        }
+    )
+
+
 def _validate_with_defaults(
     doc: _Document,
     model: type[TargetConfig],
@@ -338,12 +382,7 @@ def _validate_with_defaults(
     except ValidationError as exc:
         doc.issues.extend(_pydantic_issues(doc, exc, path))
         return None
-    target = target.model_copy(
-        update={
-            "interval": target.interval or defaults.interval,
-            "timeout": target.timeout or defaults.timeout,
-        }
-    )
+    target = with_defaults(target, defaults)
     if target.timeout_seconds > target.interval_seconds:
         doc.issues.append(doc.issue((*path, "timeout"), "timeout must not exceed the interval"))
         return None
@@ -355,12 +394,7 @@ def host_target(config: Config) -> TargetConfig | None:
     spec = registry.kind_spec("host")
     raw = {"name": "host", "kind": "host", **config.host}
     target = spec.config_model.model_validate(raw)
-    target = target.model_copy(
-        update={
-            "interval": target.interval or config.defaults.interval,
-            "timeout": target.timeout or config.defaults.timeout,
-        }
-    )
+    target = with_defaults(target, config.defaults)
     return target if getattr(target, "enabled", True) else None
 
 
@@ -377,7 +411,7 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
         doc.issues.extend(_pydantic_issues(doc, exc, ("defaults",)))
         defaults = Defaults()
 
-    unknown = sorted(set(data) - {"defaults", "targets", "host", "modules"})
+    unknown = sorted(str(k) for k in set(data) - {"defaults", "targets", "host", "modules"})
     doc.issues.extend(doc.issue((key,), "unknown key") for key in unknown)
 
     raw_targets = data.get("targets") or []

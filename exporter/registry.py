@@ -21,7 +21,9 @@ class Probe(Protocol):
     """One target's prober. The runtime owns the timing, the timeout and the bookkeeping."""
 
     async def open(self) -> None:
-        """Prepare clients or pools; must not wait for the target to answer."""
+        """Prepare clients or pools; must not wait for the target to answer. Called again
+        after `close()` (the target's breaker closes the probe while open and reopens it for
+        a trial): build fresh clients then, keeping histograms and counters going."""
 
     async def probe(self) -> Sequence[Sample]:
         """Talk to the target once and return what it said. Raise on failure."""
@@ -32,7 +34,8 @@ class Probe(Protocol):
     def classify(self, exc: BaseException) -> Failure:
         """Turn a failure of `probe` into a reason."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close clients and pools: no connection attempt may follow until `open()`."""
 
 
 @dataclass(frozen=True, slots=True)

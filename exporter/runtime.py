@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from exporter.breaker import CircuitBreaker
+from exporter.breakers import BreakerState, breaker_samples
 from exporter.config import TargetConfig
 from exporter.families import HistogramAccumulator, Sample, family, sample, with_constant_labels
-from exporter.reasons import REASONS, Failure
+from exporter.reasons import PROBE_REASONS, Failure
 from exporter.registry import Probe, kind_spec
 from exporter.secrets import redact
 
@@ -22,7 +24,8 @@ log = logging.getLogger(__name__)
 
 UP = family(
     "resilience_up",
-    "1 if the last probe of the target succeeded, else 0 with the reason of the failure.",
+    "1 if the last probe of the target succeeded, else 0 with the reason of the failure "
+    "(breaker_open: no probe was made, the target's circuit breaker is open).",
     "gauge",
     ("target", "kind", "reason"),
     group="probe",
@@ -36,7 +39,8 @@ PROBE_DURATION = family(
 )
 PROBE_ERRORS = family(
     "resilience_probe_errors_total",
-    "Failed probes by reason.",
+    "Failed probes by reason (calls rejected by an open breaker are not probes: see "
+    "resilience_breaker_calls_total).",
     "counter",
     ("target", "kind", "reason"),
     group="probe",
@@ -59,17 +63,28 @@ class Snapshot:
     failure: Failure | None
     finished_at: float | None
     samples: tuple[Sample, ...]
+    breaker: BreakerState = "closed"
 
 
 class TargetRunner:
-    """Probes one target forever and publishes a snapshot after each probe."""
+    """Probes one target forever, behind its circuit breaker, and publishes a snapshot after
+    each interval: a probe's result, or a call rejected by the open breaker (no I/O at all:
+    the probe's clients are closed while the breaker is open)."""
 
-    def __init__(self, config: TargetConfig, store: SnapshotStore) -> None:
+    def __init__(
+        self,
+        config: TargetConfig,
+        store: SnapshotStore,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.probe: Probe = kind_spec(config.kind).create(config)
+        self.breaker = breaker if breaker is not None else CircuitBreaker(config.breaker)
+        self.probe_open = False
         self.duration = HistogramAccumulator()
-        self.errors = dict.fromkeys(REASONS, 0)
+        self.errors = dict.fromkeys(PROBE_REASONS, 0)
         self.last_success: float | None = None
         self.first_round = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -84,7 +99,7 @@ class TargetRunner:
         self._task = asyncio.create_task(self._loop(jitter), name=f"probe:{self.name}")
 
     async def _loop(self, jitter: bool) -> None:
-        await self.probe.open()
+        await self._open_probe()
         interval = self.config.interval_seconds
         if jitter:
             # Spread the targets so that a restart doesn't probe them all in the same instant.
@@ -98,7 +113,14 @@ class TargetRunner:
                 next_at = now + interval - ((now - next_at) % interval)
             await asyncio.sleep(next_at - now)
 
+    @property
+    def breaker_enabled(self) -> bool:
+        return self.config.breaker.enabled
+
     async def run_once(self) -> Snapshot:
+        if self.breaker_enabled and not self.breaker.allow():
+            return self._publish_rejected()
+        await self._open_probe()
         start = time.perf_counter()
         failure: Failure | None = None
         samples: Sequence[Sample] = ()
@@ -109,6 +131,8 @@ class TargetRunner:
         except Exception as exc:  # every failure of a target is data, never a crash
             failure = self.probe.classify(exc)
         self.duration.observe(time.perf_counter() - start)
+        if self.breaker_enabled:
+            await self._record_in_breaker(failure)
         if failure is None:
             self.last_success = time.time()
         else:
@@ -125,6 +149,50 @@ class TargetRunner:
         snapshot = self.publish(failure is None, failure, samples)
         self.first_round.set()
         return snapshot
+
+    async def _record_in_breaker(self, failure: Failure | None) -> None:
+        if failure is None:
+            self.breaker.record_success()
+            return
+        self.breaker.record_failure(failure)
+        if self.breaker.state != "open":
+            return
+        # Closed right away: pools would otherwise go on reconnecting in the background.
+        await self._close_probe()
+        log.warning(
+            "breaker open",
+            extra={
+                "target": self.name,
+                "kind": self.config.kind,
+                "reason": failure.reason,
+                "persistent": failure.persistent,
+                "next_attempt_at": self.breaker.next_attempt_at,
+            },
+        )
+
+    def _publish_rejected(self) -> Snapshot:
+        last = self.breaker.last_failure
+        what = f"{last.reason}: {last.message}" if last else "none recorded"
+        message = f"breaker open, no probe made (last failure {what})"
+        failure = Failure("breaker_open", message, cause=last)
+        snapshot = self.publish(False, failure, ())
+        self.first_round.set()
+        return snapshot
+
+    async def _open_probe(self) -> None:
+        if not self.probe_open:
+            await self.probe.open()
+            self.probe_open = True
+
+    async def _close_probe(self, *, grace: float | None = None) -> None:
+        if not self.probe_open:
+            return
+        self.probe_open = False
+        try:
+            async with asyncio.timeout(grace or max(self.config.timeout_seconds, 2.0)):
+                await self.probe.close()
+        except Exception as exc:  # the next trial opens fresh clients anyway
+            log.warning("closing probe failed", extra={"target": self.name, "err": repr(exc)})
 
     async def _probe_within_timeout(self) -> Sequence[Sample]:
         """Run the probe, giving up after the timeout even if the client library, once
@@ -155,6 +223,9 @@ class TargetRunner:
             common.append(sample(UP, 1.0 if up else 0.0, target=name, kind=kind, reason=reason))
         if self.last_success is not None:
             common.append(sample(LAST_SUCCESS, self.last_success, target=name, kind=kind))
+        if self.breaker_enabled:
+            common += breaker_samples(name, "exporter", self.breaker.view())
+            common += self.breaker.last_error_samples(name, "exporter")
         all_samples = [*common, *self.probe.local_samples(), *samples]
         snapshot = Snapshot(
             target=name,
@@ -164,6 +235,7 @@ class TargetRunner:
             failure=failure,
             finished_at=time.time() if up is not None else None,
             samples=tuple(with_constant_labels(all_samples, self.config.labels)),
+            breaker=self.breaker.state,
         )
         self.store.put(snapshot)
         return snapshot
@@ -173,11 +245,7 @@ class TargetRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            async with asyncio.timeout(5.0):
-                await self.probe.close()
-        except Exception as exc:  # shutting down: log and go on with the others
-            log.warning("closing probe failed", extra={"target": self.name, "err": repr(exc)})
+        await self._close_probe(grace=5.0)
 
 
 def _consume_outcome(task: asyncio.Task[Sequence[Sample]]) -> None:

@@ -14,6 +14,7 @@ from prometheus_client.exposition import choose_encoder
 import exporter
 from exporter import multitarget
 from exporter.collector import Exposition, FamiliesCollector, families_from_samples
+from exporter.reasons import Failure
 from exporter.secrets import redact
 from exporter.service import Service
 
@@ -84,6 +85,18 @@ td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}
 """
 
 
+def _reason_text(failure: Failure | None) -> str:
+    if failure is None:
+        return ""
+    if failure.reason != "breaker_open":
+        return failure.reason
+    last = failure.cause
+    if last is None:
+        return "breaker open"
+    persistent = ", persistent" if last.persistent else ""
+    return f"breaker open (last: {last.reason}{persistent})"
+
+
 async def landing(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     rows = []
@@ -93,7 +106,7 @@ async def landing(request: web.Request) -> web.Response:
             css, label = "pending", "pending"
         else:
             css, label = ("up", "up") if snap.up else ("down", "down")
-        reason = snap.failure.reason if snap.failure else ""
+        reason = _reason_text(snap.failure)
         detail = redact(snap.failure.message) if snap.failure else ""
         age = f"{now - snap.finished_at:.1f}s ago" if snap.finished_at else "never"
         cells = [

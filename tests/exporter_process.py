@@ -45,8 +45,28 @@ class Exposition:
     def has(self, name: str, **labels: str) -> bool:
         return bool(self.series(name, **labels))
 
+    def failed_because(self, target: str, reason: str) -> bool:
+        """The target is down for `reason`: said directly by `resilience_up`, or kept as the
+        last real error while the exporter's breaker holds it at `breaker_open`."""
+        if self.has("resilience_up", target=target, reason=reason):
+            return True
+        return self.has("resilience_up", target=target, reason="breaker_open") and self.has(
+            "resilience_breaker_last_error_info", breaker=target, source="exporter", reason=reason
+        )
+
     def label_values(self, name: str, label: str) -> set[str]:
         return {dict(k).get(label, "") for k in self.samples.get(name, {})}
+
+
+def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Exposition], bool]:
+    """A check for `wait_for`: `resilience_up` of `target` is `value` (and down for `reason`)."""
+
+    def check(exp: Exposition) -> bool:
+        if exp.value("resilience_up", target=target) != value:
+            return False
+        return reason is None or exp.failed_because(target, reason)
+
+    return check
 
 
 class ExporterProcess:

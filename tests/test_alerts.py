@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))
 TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.test.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-PENDING_NAMES = Path(__file__).with_name("pending_metric_names.txt")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
@@ -149,14 +148,6 @@ def exported_names() -> set[str]:
     return names
 
 
-def pending_names() -> set[str]:
-    names = set()
-    for line in PENDING_NAMES.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            names.update({line.strip(), *(line.strip() + s for s in HISTOGRAM_SUFFIXES)})
-    return names
-
-
 def metric_names(expr: str) -> set[str]:
     names: set[str] = set()
 
@@ -181,7 +172,7 @@ def test_metric_names_of_promql_are_found() -> None:
 
 def test_every_metric_name_in_the_rules_is_exported_or_recorded() -> None:
     recorded = {rule["record"] for rule in rules() if "record" in rule}
-    known = exported_names() | recorded | pending_names()
+    known = exported_names() | recorded
     unknown = {
         (rule.get("alert") or rule["record"], name)
         for rule in rules()
@@ -189,12 +180,10 @@ def test_every_metric_name_in_the_rules_is_exported_or_recorded() -> None:
         if name not in known
     }
     assert unknown == set()
-    still_pending = pending_names() & exported_names()
-    assert still_pending == set(), "exported now: remove from tests/pending_metric_names.txt"
 
 
 def test_a_metric_name_unknown_to_the_exporter_is_caught() -> None:
-    known = exported_names() | pending_names()
+    known = exported_names()
     assert "resilience_up" in known
     assert metric_names("resilience_upp == 0") - known == {"resilience_upp"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Exposition, up_is
 from testservers.base import free_port
 from testservers.postgres import PostgresServer
 
@@ -31,12 +31,12 @@ targets:
 """
 
 
-def down_with(reason: str, target: str = "db") -> Callable[[Exposition], bool]:
-    return lambda e: e.has("resilience_up", target=target, reason=reason)
+def down_with(reason: str) -> Callable[[Exposition], bool]:
+    return up_is(0, "db", reason)
 
 
-def up(target: str = "db") -> Callable[[Exposition], bool]:
-    return lambda e: e.value("resilience_up", target=target) == 1
+def up() -> Callable[[Exposition], bool]:
+    return up_is(1, "db")
 
 
 def assert_prompt_scrapes(exp: ExporterProcess) -> None:

@@ -5,29 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, up_is
 from testservers.pgbouncer import PgBouncerServer
 from testservers.postgres import PostgresServer
 from testservers.redis import RedisServer
 
 from exporter.config import ConfigError, parse
 from exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
-
-
-def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Exposition], bool]:
-    def check(exp: Exposition) -> bool:
-        if exp.value("resilience_up", target=target) != value:
-            return False
-        return reason is None or exp.has("resilience_up", target=target, reason=reason)
-
-    return check
 
 
 def bouncer_config(
@@ -232,19 +223,27 @@ def test_database_down_behind_a_live_pgbouncer(
         )
 
 
-def test_pgbouncer_stopped_is_refused(
+def test_pgbouncer_stopped_frozen_and_restarted_in_a_loop(
     bouncer_with_own_postgres: tuple[PostgresServer, PgBouncerServer], workdir: Path
 ) -> None:
     _, bouncer = bouncer_with_own_postgres
     config = bouncer_config(bouncer)
     with ExporterProcess(workdir, config=config, env={"PGB_PW": MONITOR_PASSWORD}) as exp:
-        exp.wait_for("up 1", up_is(1, "bouncer"), timeout=30)
-        bouncer.stop()
-        exp.wait_for("up 0 reason refused", up_is(0, "bouncer", "refused"), timeout=20)
+        for _ in range(3):
+            exp.wait_for("up 1", up_is(1, "bouncer"), timeout=30)
+            bouncer.stop()
+            exp.wait_for("up 0 reason refused", up_is(0, "bouncer", "refused"), timeout=20)
+            for _ in range(3):
+                exp.scrape(timeout=0.9)
+            bouncer.start()
+        exp.wait_for("up 1 again", up_is(1, "bouncer"), timeout=30)
+
+        bouncer.freeze()
+        exp.wait_for("up 0 reason timeout", up_is(0, "bouncer", "timeout"), timeout=20)
         for _ in range(3):
             exp.scrape(timeout=0.9)
-        bouncer.start()
-        exp.wait_for("up 1 again", up_is(1, "bouncer"), timeout=30)
+        bouncer.thaw()
+        exp.wait_for("up 1 after thaw", up_is(1, "bouncer"), timeout=30)
 
 
 def _bouncer_target(text: str) -> PgBouncerTarget:

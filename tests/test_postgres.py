@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, up_is
 from testservers.postgres import PostgresServer
 
 
@@ -32,17 +31,6 @@ targets:
     labels: {{team: payments}}
 host: {{enabled: false}}
 """
-
-
-def up_is(
-    value: float, reason: str | None = None, target: str = "orders-db"
-) -> Callable[[Exposition], bool]:
-    def check(exp: Exposition) -> bool:
-        if exp.value("resilience_up", target=target) != value:
-            return False
-        return reason is None or exp.has("resilience_up", target=target, reason=reason)
-
-    return check
 
 
 def test_families_and_plausible_values(postgres: PostgresServer, workdir: Path) -> None:
@@ -113,7 +101,7 @@ def test_pool_never_exceeds_its_max(postgres: PostgresServer, workdir: Path) -> 
 def test_wrong_password_is_auth_and_never_shown(postgres: PostgresServer, workdir: Path) -> None:
     wrong = "Wrong-Secret-Zq81x"
     with ExporterProcess(workdir, config=pg_config(postgres), env={"PGPW": wrong}) as exp:
-        m = exp.wait_for("up 0 reason auth", up_is(0, "auth"), timeout=20)
+        m = exp.wait_for("up 0 reason auth", up_is(0, "orders-db", "auth"), timeout=20)
         assert (
             m.value("resilience_probe_errors_total", target="orders-db", reason="auth") or 0
         ) >= 1
@@ -138,7 +126,7 @@ targets:
     timeout: 1s
 """
     with ExporterProcess(workdir, config=config, args=["--log.level=debug"]) as exp:
-        m = exp.wait_for("up 0 reason auth", up_is(0, "auth", "inline"), timeout=20)
+        m = exp.wait_for("up 0 reason auth", up_is(0, "inline", "auth"), timeout=20)
         _, landing, _ = exp.get("/")
         exp.stop()
         for text in (m.text, landing, exp.logs()):
@@ -158,15 +146,15 @@ def test_stopped_server_goes_down_and_recovers(own_postgres: PostgresServer, wor
     try:
         config = pg_config(pg, interval="1s", timeout="1s")
         with ExporterProcess(workdir, config=config, env={"PGPW": MONITOR_PASSWORD}) as exp:
-            exp.wait_for("up 1", up_is(1), timeout=20)
+            exp.wait_for("up 1", up_is(1, "orders-db"), timeout=20)
             pg.stop()
             # Within interval + timeout (plus scheduling slack), the right reason shows.
-            exp.wait_for("up 0 reason refused", up_is(0, "refused"), timeout=2 + 2 + 3)
+            exp.wait_for("up 0 reason refused", up_is(0, "orders-db", "refused"), timeout=2 + 2 + 3)
             # Scrapes answer while the target is down: a short client timeout proves it.
             for _ in range(5):
                 exp.scrape(timeout=0.9)
             pg.start()
-            exp.wait_for("up 1 again", up_is(1), timeout=20)
+            exp.wait_for("up 1 again", up_is(1, "orders-db"), timeout=20)
     finally:
         pg.remove()
 
@@ -178,13 +166,13 @@ def test_frozen_server_times_out_while_scrapes_stay_prompt(
     try:
         config = pg_config(pg, interval="1s", timeout="1s")
         with ExporterProcess(workdir, config=config, env={"PGPW": MONITOR_PASSWORD}) as exp:
-            exp.wait_for("up 1", up_is(1), timeout=20)
+            exp.wait_for("up 1", up_is(1, "orders-db"), timeout=20)
             pg.freeze()
-            exp.wait_for("up 0 reason timeout", up_is(0, "timeout"), timeout=2 + 2 + 3)
+            exp.wait_for("up 0 reason timeout", up_is(0, "orders-db", "timeout"), timeout=2 + 2 + 3)
             for _ in range(5):
                 exp.scrape(timeout=0.9)
             pg.thaw()
-            exp.wait_for("up 1 again", up_is(1), timeout=30)
+            exp.wait_for("up 1 again", up_is(1, "orders-db"), timeout=30)
             assert pg.backends("resilience-exporter") <= 2
     finally:
         pg.remove()

@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Exposition, up_is
 from testservers.redis import RedisServer, SentinelServer
 
 from exporter.config import ConfigError, TargetConfig, embedded_default, parse
 from exporter.probes.redis import RedisProbe, RedisTarget
 
 MAXMEMORY = 64 * 1024 * 1024
-
-
-def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Exposition], bool]:
-    def check(exp: Exposition) -> bool:
-        if exp.value("resilience_up", target=target) != value:
-            return False
-        return reason is None or exp.has("resilience_up", target=target, reason=reason)
-
-    return check
 
 
 def probes_done(target: str, count: int = 2) -> Callable[[Exposition], bool]:
@@ -224,6 +215,12 @@ host: {{enabled: false}}
             exp.scrape(timeout=0.9)
         own_redis.thaw()
         exp.wait_for("up 1 after thaw", up_is(1, name), timeout=20)
+
+        for _ in range(2):  # restarted in a loop: it recovers every time
+            own_redis.stop()
+            exp.wait_for("up 0 reason refused", up_is(0, name, "refused"), timeout=2 + 2 + 3)
+            own_redis.start()
+            exp.wait_for("up 1 after restart", up_is(1, name), timeout=30)
 
 
 def test_wrong_or_missing_password_is_auth_and_never_shown(

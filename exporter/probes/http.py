@@ -237,8 +237,11 @@ class HttpProbe:
         return Failure("other", type(exc).__name__)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        # The breaker closes the probe while open and opens it again for a trial: the next
+        # probe makes a new session.
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 def _create(target: HttpTarget) -> HttpProbe:

@@ -192,19 +192,31 @@ def _first_line(exc: BaseException) -> str:
     return lines[-1].strip() if lines else type(exc).__name__
 
 
+_Pool = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
+# Cumulative pool statistics, carried over from closed pools so the counters never go back.
+_CUMULATIVE_STATS = ("connections_errors", "connections_lost")
+
+
 class PostgresProbe:
+    """`close()` then `open()` again works (the breaker does so while open): psycopg_pool
+    pools cannot be reopened, so `open()` makes a fresh one; timings and counters go on."""
+
     def __init__(self, target: PostgresTarget) -> None:
         self.target = target
         self.timings = PoolTimings()
         self._observer = _ConnectObserver(self.timings)
         self._started = time.monotonic()
-        timeout = target.timeout_seconds
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
-            target.dsn,
+        self._closed_pools_stats = dict.fromkeys(_CUMULATIVE_STATS, 0)
+        self.pool: _Pool = self._new_pool()
+
+    def _new_pool(self) -> _Pool:
+        timeout = self.target.timeout_seconds
+        return AsyncConnectionPool(
+            self.target.dsn,
             open=False,
-            name=target.name,
-            min_size=target.pool.min_size,
-            max_size=target.pool.max_size,
+            name=self.target.name,
+            min_size=self.target.pool.min_size,
+            max_size=self.target.pool.max_size,
             timeout=timeout,
             # Give up reconnecting quickly: the next probe asks again, so a long outage does
             # not leave the pool in a long back-off after the server is back.
@@ -228,19 +240,27 @@ class PostgresProbe:
         return kwargs
 
     async def open(self) -> None:
+        if self.pool.closed:  # never opened, or closed by the breaker: a pool is single-use
+            stats = self.pool.get_stats()
+            for key in _CUMULATIVE_STATS:
+                self._closed_pools_stats[key] += stats.get(key, 0)
+            self.pool = self._new_pool()
         await self.pool.open(wait=False)
 
     async def probe(self) -> Sequence[Sample]:
         name = self.target.name
         self._started = time.monotonic()
+        # The connection goes back to the pool it came from, even if a new one replaced it
+        # meanwhile (a probe abandoned at its timeout finishes in the background).
+        pool = self.pool
         with self.timings.timing_acquire():
-            conn = await self.pool.getconn()
+            conn = await pool.getconn()
         try:
             async with conn.cursor() as cur:
                 await cur.execute(SATURATION_SQL)
                 row = await cur.fetchone()
         finally:
-            await self.pool.putconn(conn)
+            await pool.putconn(conn)
         if row is None:
             raise ProbeError("protocol", "saturation query returned no row")
         max_connections, reserved, oldest_xact, oldest_idle_xact, by_state = row
@@ -259,6 +279,8 @@ class PostgresProbe:
 
     def local_samples(self) -> Sequence[Sample]:
         stats = self.pool.get_stats()
+        for key, carried in self._closed_pools_stats.items():
+            stats[key] = stats.get(key, 0) + carried
         size = stats.get("pool_size", 0)
         idle = stats.get("pool_available", 0)
         pool_stats = PoolStats(

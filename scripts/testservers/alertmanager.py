@@ -4,7 +4,6 @@ that records the notifications it is sent."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import tempfile
 import threading
@@ -19,11 +18,19 @@ from typing import Any, Self
 
 import yaml
 
-from testservers.base import ServerError, ServerProcess, free_port, require_binary, wait_until
+from testservers.base import (
+    ManagedServer,
+    ServerProcess,
+    free_port,
+    require_binary,
+)
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(ManagedServer):
     """`with AlertmanagerServer(config_text) as am:` (the config is Alertmanager's YAML)."""
+
+    remove_signal = signal.SIGTERM  # lets it flush; its files go anyway
+    start_timeout = 60.0
 
     def __init__(self, config_text: str, *, port: int | None = None) -> None:
         self._binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
@@ -53,13 +60,7 @@ class AlertmanagerServer:
         """host:port, as Prometheus' alerting config wants it."""
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        self.process.start()
-        wait_until(self._ready, timeout=timeout, what=f"alertmanager on port {self.port}")
-
-    def _ready(self) -> bool:
-        if not self.process.running():
-            raise ServerError(f"alertmanager exited:\n{self.process.log_text()[-2000:]}")
+    def answering(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
@@ -69,32 +70,6 @@ class AlertmanagerServer:
     def alerts(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
             return list(json.loads(response.read()))
-
-    def stop(self) -> None:
-        self.process.stop(signal.SIGTERM)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log_text(self) -> str:
-        return self.process.log_text()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
 
 
 def local_config(

@@ -17,6 +17,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import psutil
 
@@ -172,6 +174,61 @@ class ServerProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class ManagedServer:
+    """A server the harness owns: its process, run from a temporary directory of its own
+    that goes with it. Subclasses build `process` and `base`, say when the server is ready to
+    serve in `answering()`, and choose how it is stopped."""
+
+    process: ServerProcess
+    base: Path
+    stop_signal: int = signal.SIGTERM  # a clean stop: the port closes, the files stay
+    remove_signal: int = signal.SIGKILL  # removal: nothing to keep, the files go too
+    start_timeout: float = 20.0
+
+    def answering(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float | None = None) -> None:
+        self.process.start()
+        what = f"{self.process.name} to answer"
+        wait_until(self._answering_while_alive, timeout=timeout or self.start_timeout, what=what)
+
+    def _answering_while_alive(self) -> bool:
+        if not self.process.running():
+            raise ServerError(f"{self.process.name} exited:\n{self.process.log_text()[-2000:]}")
+        return self.answering()
+
+    def stop(self) -> None:
+        self.process.stop(self.stop_signal)
+
+    def freeze(self) -> None:
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        self.process.thaw()
+
+    def remove(self) -> None:
+        self.process.stop(self.remove_signal)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.remove()
 
 
 def require_binary(path: str, package: str) -> str:

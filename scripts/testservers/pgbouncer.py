@@ -3,23 +3,19 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 import psycopg
 
 from testservers.base import (
-    ServerError,
+    ManagedServer,
     ServerProcess,
     chown_tree,
     free_port,
     owned_tempdir,
     require_binary,
     service_user,
-    wait_until,
 )
 from testservers.postgres import PostgresServer
 
@@ -30,13 +26,15 @@ def _userlist_line(user: str, password: str) -> str:
     return '"{}" "{}"'.format(user.replace('"', '""'), password.replace('"', '""'))
 
 
-class PgBouncerServer:
+class PgBouncerServer(ManagedServer):
     """`with PgBouncerServer(pg, users=[(name, password)], databases=[...]) as b:`.
 
     Every user in `users` may log in (SCRAM) and is an admin of the console; PgBouncer logs in
     to PostgreSQL with the same name and password, so each must also be a PostgreSQL role.
     Connections to a database wait at most `query_wait_timeout` seconds for a server.
     """
+
+    stop_signal = signal.SIGINT  # safe shutdown
 
     def __init__(
         self,
@@ -96,42 +94,10 @@ class PgBouncerServer:
             self.dsn(user, password), autocommit=True, prepare_threshold=None, connect_timeout=5
         )
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.process.start()
-        wait_until(self._answering, timeout=timeout, what=f"pgbouncer on port {self.port}")
-
-    def _answering(self) -> bool:
-        if not self.process.running():
-            raise ServerError(f"pgbouncer exited:\n{self.process.log_text()[-2000:]}")
+    def answering(self) -> bool:
         try:
             with self.admin_connect() as conn:
                 conn.execute("SHOW VERSION")
                 return True
         except psycopg.OperationalError:
             return False
-
-    def stop(self) -> None:
-        self.process.stop(signal.SIGINT)
-
-    def remove(self) -> None:
-        self.process.stop(signal.SIGKILL)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log_text(self) -> str:
-        return self.process.log_text()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()

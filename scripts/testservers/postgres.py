@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import glob
-import shutil
 import signal
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from testservers.base import (
+    ManagedServer,
     ServerError,
     ServerProcess,
     chown_tree,
@@ -20,7 +19,6 @@ from testservers.base import (
     owned_tempdir,
     run_as,
     service_user,
-    wait_until,
 )
 
 SUPERUSER = "postgres"
@@ -34,11 +32,15 @@ def bin_dir() -> Path:
     return Path(candidates[-1])
 
 
-class PostgresServer:
+class PostgresServer(ManagedServer):
     """`with PostgresServer() as pg:` gives a running cluster that is removed on exit.
 
     Connections are logged (`log_connections`), so tests can count the exporter's attempts.
     """
+
+    stop_signal = signal.SIGINT  # fast shutdown: sessions are ended, the port closes
+    remove_signal = signal.SIGQUIT  # immediate shutdown
+    start_timeout = 30.0
 
     def __init__(self, *, port: int | None = None, max_connections: int = 100) -> None:
         self.user = service_user("postgres")
@@ -93,48 +95,12 @@ class PostgresServer:
         chown_tree(self.base, self.user)
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> None:
-        self.process.start()
-        wait_until(self._accepting, timeout=timeout, what=f"postgres on port {self.port}")
-
-    def _accepting(self) -> bool:
-        if not self.process.running():
-            raise ServerError(f"postgres exited:\n{self.process.log_text()[-2000:]}")
+    def answering(self) -> bool:
         try:
             with psycopg.connect(self.admin_dsn(), connect_timeout=2):
                 return True
         except psycopg.OperationalError:
             return False
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): sessions are ended, the port closes."""
-        self.process.stop(signal.SIGINT)
-
-    def freeze(self) -> None:
-        self.process.freeze()
-
-    def thaw(self) -> None:
-        self.process.thaw()
-
-    def remove(self) -> None:
-        self.process.stop(signal.SIGQUIT)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
 
     # --- access --------------------------------------------------------------------------
     def dsn(self, user: str, password: str | None = None, dbname: str = "postgres") -> str:
@@ -172,6 +138,3 @@ class PostgresServer:
     def connections_received(self) -> int:
         """Connection attempts the server has logged since it was created."""
         return self.process.log_text().count("connection received:")
-
-    def log_text(self) -> str:
-        return self.process.log_text()

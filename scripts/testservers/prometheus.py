@@ -4,23 +4,30 @@ sends alerts to an Alertmanager. Short intervals by default, for tests and the d
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import yaml
 
-from testservers.base import ServerError, ServerProcess, free_port, require_binary, wait_until
+from testservers.base import (
+    ManagedServer,
+    ServerError,
+    ServerProcess,
+    free_port,
+    require_binary,
+)
 
 
-class PrometheusServer:
+class PrometheusServer(ManagedServer):
     """`with PrometheusServer(scrape={"resilience-exporter": ["127.0.0.1:9864"]}, ...) as prom:`"""
+
+    remove_signal = signal.SIGTERM  # lets it flush; its files go anyway
+    start_timeout = 60.0
 
     def __init__(
         self,
@@ -71,13 +78,7 @@ class PrometheusServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        self.process.start()
-        wait_until(self._ready, timeout=timeout, what=f"prometheus on port {self.port}")
-
-    def _ready(self) -> bool:
-        if not self.process.running():
-            raise ServerError(f"prometheus exited:\n{self.process.log_text()[-2000:]}")
+    def answering(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
@@ -99,29 +100,3 @@ class PrometheusServer:
 
     def alerts(self) -> list[dict[str, Any]]:
         return list(self.api("alerts")["alerts"])
-
-    def stop(self) -> None:
-        self.process.stop(signal.SIGTERM)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log_text(self) -> str:
-        return self.process.log_text()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 
-from testservers.base import ServerError, ServerProcess, free_port, require_binary, wait_until
+from testservers.base import (
+    ManagedServer,
+    ServerProcess,
+    free_port,
+    require_binary,
+)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -22,7 +23,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class RedisServer:
+class RedisServer(ManagedServer):
     """`with RedisServer(password=...) as r:` gives a running Redis that is removed on exit.
 
     `password` protects the default user (`requirepass`); `acl_users` adds ACL users with
@@ -107,50 +108,15 @@ class RedisServer:
         auth = f"{user}:{password}@" if password is not None else (f"{user}@" if user else "")
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.process.start()
-        wait_until(self._answering, timeout=timeout, what=f"redis on port {self.port}")
-
-    def _answering(self) -> bool:
-        if not self.process.running():
-            raise ServerError(f"redis exited:\n{self.process.log_text()[-2000:]}")
+    def answering(self) -> bool:
         try:
             with self.client() as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False
 
-    def stop(self) -> None:
-        self.process.stop(signal.SIGTERM)
 
-    def freeze(self) -> None:
-        self.process.freeze()
-
-    def thaw(self) -> None:
-        self.process.thaw()
-
-    def remove(self) -> None:
-        self.process.stop(signal.SIGKILL)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
-
-
-class SentinelServer:
+class SentinelServer(ManagedServer):
     """A Redis Sentinel (`redis-server <conf> --sentinel`) watching one master as `service`."""
 
     def __init__(self, master: RedisServer, *, service: str = "mymaster") -> None:
@@ -175,39 +141,10 @@ class SentinelServer:
             log_path=self.base / "sentinel.log",
         )
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.process.start()
-        wait_until(self._knows_master, timeout=timeout, what=f"sentinel on port {self.port}")
-
-    def _knows_master(self) -> bool:
-        if not self.process.running():
-            raise ServerError(f"sentinel exited:\n{self.process.log_text()[-2000:]}")
+    def answering(self) -> bool:
         try:
             with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5) as client:
                 found = client.execute_command("SENTINEL", "get-master-addr-by-name", self.service)
                 return bool(found)
         except redis.RedisError:
             return False
-
-    def stop(self) -> None:
-        self.process.stop(signal.SIGTERM)
-
-    def remove(self) -> None:
-        self.process.stop(signal.SIGKILL)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
