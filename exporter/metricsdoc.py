@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from exporter import breakers, collector, pools, runtime, sharding  # noqa: F401  (they declare families)
+from exporter import breakers, collector, pools, runtime, service, sharding  # noqa: F401
 from exporter.families import CATALOG
 from exporter.registry import load_probe_modules
 

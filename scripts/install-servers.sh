@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Nothing is started here.
 set -euo pipefail
 
-packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager)
+packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager openssl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -74,8 +74,7 @@ def store() -> SnapshotStore:
     return store
 
 
-# The status families stand in for the service's (importing exporter.service here would add
-# its families to the catalog that tests/test_docs.py compares with docs/metrics.md).
+# A status family rendered fresh at every scrape, as the service's are.
 def status() -> list[Sample]:
     return [sample(SHARD, 1.0, index="0", count="1")]
 
