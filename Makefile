@@ -31,19 +31,19 @@ test: install servers peers lint typecheck
 	$(PY) -m pytest
 
 demo: install servers
-	$(PY) scripts/demo.py
+	$(PY) -m scripts.demo
 
 # Side by side with postgres_exporter, pgbouncer_exporter, redis_exporter and node_exporter
 # (2-3 minutes); results in bench/results/compare.{md,json}.
 bench: install servers peers
-	BENCH_COMMAND='make bench' $(PY) bench/run.py
+	BENCH_COMMAND='make bench' $(PY) -m bench.run
 
 # 100, 500 and 1000 PostgreSQL targets (about 4 minutes); bench/results/scale.{md,json,png}.
 bench-scale: install servers
-	BENCH_COMMAND='make bench-scale' $(PY) bench/run.py --scale
+	BENCH_COMMAND='make bench-scale' $(PY) -m bench.run --scale
 
 docs: install
-	$(PY) -m exporter.metricsdoc > docs/metrics.md
+	$(PY) -m resilience_exporter.metricsdoc > docs/metrics.md
 
 # Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml.
 alerts: install

@@ -26,7 +26,7 @@ from gen_alerts import (
 )
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter import families, registry
+from resilience_exporter import families, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))
@@ -133,7 +133,7 @@ def test_inhibitions_and_routes_name_real_alerts_and_labels() -> None:
 
 def exported_names() -> set[str]:
     registry.load_probe_modules()
-    for module in ("exporter.breakers", "exporter.collector"):  # families declared on import
+    for module in ("resilience_exporter.breakers", "resilience_exporter.collector"):  # families declared on import
         importlib.import_module(module)
     process = CollectorRegistry()
     ProcessCollector(registry=process)

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from exporter import config
-from exporter.breaker import CircuitBreaker
-from exporter.breakers import BreakerState, BreakerView
-from exporter.config import BreakerConfig, TargetConfig
-from exporter.families import Sample
-from exporter.reasons import Failure
-from exporter.runtime import SnapshotStore, TargetRunner
+from resilience_exporter import config
+from resilience_exporter.breaker import CircuitBreaker
+from resilience_exporter.breakers import BreakerState, BreakerView
+from resilience_exporter.config import BreakerConfig, TargetConfig
+from resilience_exporter.families import Sample
+from resilience_exporter.reasons import Failure
+from resilience_exporter.runtime import SnapshotStore, TargetRunner
 
 REFUSED = Failure("refused", "connection refused")
 AUTH = Failure("auth", "password authentication failed", persistent=True)

@@ -10,8 +10,8 @@ from exporter_process import run_exporter
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from exporter import config
-from exporter.probes.postgres import PostgresTarget
+from resilience_exporter import config
+from resilience_exporter.probes.postgres import PostgresTarget
 
 VALID = """\
 defaults: {interval: 15s, timeout: 5s}

@@ -25,11 +25,11 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess
 from gen_alerts import load_thresholds, render, write_rules
 from http_app import BackgroundApp
-from testservers.base import ServerError, wait_until
-from testservers.pgbouncer import PgBouncerServer
-from testservers.postgres import PostgresServer
-from testservers.prometheus import PrometheusServer
-from testservers.redis import RedisServer, SentinelServer
+from scripts.testservers.base import ServerError, wait_until
+from scripts.testservers.pgbouncer import PgBouncerServer
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.prometheus import PrometheusServer
+from scripts.testservers.redis import RedisServer, SentinelServer
 
 from grafana import generate, render_previews
 

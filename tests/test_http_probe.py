@@ -16,11 +16,11 @@ import trustme
 from aiohttp import web
 from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
-from testservers.base import free_port
+from scripts.testservers.base import free_port
 
-from exporter.config import ConfigError, parse
-from exporter.healthmap import PRESETS, MappingError, apply, breaker_state
-from exporter.probes.http import HttpProbe, HttpTarget
+from resilience_exporter.config import ConfigError, parse
+from resilience_exporter.healthmap import PRESETS, MappingError, apply, breaker_state
+from resilience_exporter.probes.http import HttpProbe, HttpTarget
 
 TOKEN = "Bearer-Secret-9d1c44"
 BASIC_USER = "actuator"
@@ -291,7 +291,7 @@ def scraped(
         _, landing, _ = exporter.get("/")
         status = exporter.stop()
         assert status == 0
-        yield m, landing, exporter.logs()
+        yield m, landing, resilience_exporter.logs()
 
 
 def up(m: Exposition, target: str) -> tuple[float | None, str]:

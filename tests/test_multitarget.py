@@ -11,7 +11,7 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testservers.postgres import PostgresServer
+from scripts.testservers.postgres import PostgresServer
 
 
 @pytest.fixture(scope="module")

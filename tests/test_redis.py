@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD
 from exporter_process import ExporterProcess, Exposition, up_is
-from testservers.redis import RedisServer, SentinelServer
+from scripts.testservers.redis import RedisServer, SentinelServer
 
-from exporter.config import ConfigError, TargetConfig, embedded_default, parse
-from exporter.probes.redis import RedisProbe, RedisTarget
+from resilience_exporter.config import ConfigError, TargetConfig, embedded_default, parse
+from resilience_exporter.probes.redis import RedisProbe, RedisTarget
 
 MAXMEMORY = 64 * 1024 * 1024
 

@@ -2,7 +2,7 @@
 
 A mapping is declarative: JMESPath expressions (the `jmespath` library) say where each value
 sits. Two presets are built in: `generic`, the small document described in
-docs/application-health.md (and served by `exporter.instrument`), and `resilience4j`, Spring
+docs/application-health.md (and served by `resilience_exporter.instrument`), and `resilience4j`, Spring
 Boot's `/actuator/health` with Resilience4j's circuit-breaker health indicator.
 """
 
@@ -20,9 +20,9 @@ import jmespath.exceptions
 import jmespath.parser
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from exporter.breakers import BREAKER_CALLS, BreakerState, BreakerView, Outcome, breaker_samples
-from exporter.families import Sample
-from exporter.pools import PoolStats, pool_samples
+from resilience_exporter.breakers import BREAKER_CALLS, BreakerState, BreakerView, Outcome, breaker_samples
+from resilience_exporter.families import Sample
+from resilience_exporter.pools import PoolStats, pool_samples
 
 GENERIC_FORMAT_VERSION = 1
 

@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.config import parse_duration, parse_model, read_text
+from resilience_exporter.config import parse_duration, parse_model, read_text
 
 log = logging.getLogger(__name__)
 

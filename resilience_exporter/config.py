@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter import registry
+from resilience_exporter import registry
 
 KeyPath = tuple[str | int, ...]
 

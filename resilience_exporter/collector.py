@@ -13,9 +13,9 @@ from prometheus_client import utils as prometheus_utils
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-import exporter
-from exporter.families import CATALOG, Family, HistogramValue, Sample, family
-from exporter.runtime import Snapshot, SnapshotStore
+import resilience_exporter
+from resilience_exporter.families import CATALOG, Family, HistogramValue, Sample, family
+from resilience_exporter.runtime import Snapshot, SnapshotStore
 
 # client_python's own spelling of `le` values, so buckets read as they do everywhere else.
 float_to_go_string = cast(Callable[[float], str], prometheus_utils.floatToGoString)
@@ -96,7 +96,7 @@ def head_families(snapshots: Iterable[Snapshot]) -> Iterator[Metric]:
     build = Metric(BUILD_INFO.name, BUILD_INFO.help, "gauge")
     build.add_sample(
         BUILD_INFO.name,
-        {"version": exporter.__version__, "python_version": platform.python_version()},
+        {"version": resilience_exporter.__version__, "python_version": platform.python_version()},
         1.0,
     )
     yield build

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from exporter.breakers import BreakerState, BreakerView, Outcome
-from exporter.healthmap import breaker_state
+from resilience_exporter.breakers import BreakerState, BreakerView, Outcome
+from resilience_exporter.healthmap import breaker_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,6 +1,6 @@
 """Probe kinds register themselves here; config validation and the runtime look them up.
 
-A new kind is one new module under `exporter/probes/` that calls `register_kind`.
+A new kind is one new module under `resilience_exporter/probes/` that calls `register_kind`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from exporter.config import TargetConfig
-    from exporter.families import Sample
-    from exporter.reasons import Failure
+    from resilience_exporter.config import TargetConfig
+    from resilience_exporter.families import Sample
+    from resilience_exporter.reasons import Failure
 
 
 class Probe(Protocol):
@@ -61,8 +61,8 @@ def register_kind(spec: KindSpec) -> None:
 
 
 def load_probe_modules() -> None:
-    """Import every module of `exporter.probes`, each of which registers its kind."""
-    import exporter.probes as package
+    """Import every module of `resilience_exporter.probes`, each of which registers its kind."""
+    import resilience_exporter.probes as package
 
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{module.name}")

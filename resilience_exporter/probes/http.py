@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
-from exporter import __version__
-from exporter.config import StrictModel, TargetConfig
-from exporter.families import Sample, family, sample
-from exporter.healthmap import PRESETS, HealthMapping, MappingError, Preset, apply
-from exporter.reasons import Failure, ProbeError, classify_builtin
-from exporter.registry import KindSpec, register_kind
-from exporter.secrets import PasswordSource, Secret, remember
+from resilience_exporter import __version__
+from resilience_exporter.config import StrictModel, TargetConfig
+from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.healthmap import PRESETS, HealthMapping, MappingError, Preset, apply
+from resilience_exporter.reasons import Failure, ProbeError, classify_builtin
+from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.secrets import PasswordSource, Secret, remember
 
 PARSE_ERRORS = family(
     "resilience_http_parse_errors_total",

@@ -1,6 +1,6 @@
 """Publishing a Python application's own breakers and pools on the exporter's schema.
 
-    from exporter.instrument import Instrumentation
+    from resilience_exporter.instrument import Instrumentation
 
     health = Instrumentation(source="checkout")
     health.track_breaker(payments_breaker)          # a pybreaker.CircuitBreaker
@@ -20,12 +20,12 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from exporter.breakers import BreakerView, breaker_samples
-from exporter.families import Sample
-from exporter.instrument.breaker import BreakerTracker
-from exporter.instrument.document import generic_document
-from exporter.instrument.pools import PoolReader, PsycopgPoolReader, RedisPoolReader
-from exporter.pools import PoolStats, pool_samples
+from resilience_exporter.breakers import BreakerView, breaker_samples
+from resilience_exporter.families import Sample
+from resilience_exporter.instrument.breaker import BreakerTracker
+from resilience_exporter.instrument.document import generic_document
+from resilience_exporter.instrument.pools import PoolReader, PsycopgPoolReader, RedisPoolReader
+from resilience_exporter.pools import PoolStats, pool_samples
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -106,7 +106,7 @@ class Instrumentation:
     # prometheus_client
 
     def collect(self) -> Iterator[Metric]:
-        from exporter.collector import families_from_samples
+        from resilience_exporter.collector import families_from_samples
 
         yield from families_from_samples(self.samples())
 

@@ -18,15 +18,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-import exporter
-from exporter import config as config_module
-from exporter import logs, sharding
-from exporter.collector import Exposition
-from exporter.service import Service, ServiceOptions
-from exporter.web import WebState, make_app
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+import resilience_exporter
+from resilience_exporter import config as config_module
+from resilience_exporter import logs, sharding
+from resilience_exporter.collector import Exposition
+from resilience_exporter.service import Service, ServiceOptions
+from resilience_exporter.web import WebState, make_app
+from resilience_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
-log = logging.getLogger("exporter")
+log = logging.getLogger("resilience_exporter")
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
 EXIT_CONFIG = 2
 
@@ -88,7 +88,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 def version_text() -> str:
-    return f"resilience-exporter {exporter.__version__} (python {sys.version.split()[0]})"
+    return f"resilience-exporter {resilience_exporter.__version__} (python {sys.version.split()[0]})"
 
 
 def parse_listen_address(address: str) -> tuple[str | None, int]:
@@ -141,7 +141,7 @@ async def serve(service: Service, host: str | None, port: int, path: str) -> int
             "tls": service.ssl_context is not None,
             "config": service.config.source,
             "targets": len(service.runtime.runners),
-            "version": exporter.__version__,
+            "version": resilience_exporter.__version__,
         },
     )
     await stop.wait()

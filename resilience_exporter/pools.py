@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from exporter.families import HistogramAccumulator, Sample, family, sample
+from resilience_exporter.families import HistogramAccumulator, Sample, family, sample
 
 _LABELS = ("pool", "source")
 

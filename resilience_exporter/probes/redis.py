@@ -24,12 +24,12 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
-from exporter.config import StrictModel, TargetConfig
-from exporter.families import HistogramAccumulator, Sample, family, sample
-from exporter.pools import PoolStats, PoolTimings, pool_samples
-from exporter.reasons import Failure, ProbeError, Reason, classify_builtin
-from exporter.registry import KindSpec, register_kind
-from exporter.secrets import PasswordSource, Secret, remember
+from resilience_exporter.config import StrictModel, TargetConfig
+from resilience_exporter.families import HistogramAccumulator, Sample, family, sample
+from resilience_exporter.pools import PoolStats, PoolTimings, pool_samples
+from resilience_exporter.reasons import Failure, ProbeError, Reason, classify_builtin
+from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.secrets import PasswordSource, Secret, remember
 
 PING_DURATION = family(
     "resilience_redis_ping_duration_seconds",

@@ -18,10 +18,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from exporter.breakers import BreakerState, BreakerView, Outcome
-from exporter.config import BreakerConfig
-from exporter.families import Sample, family, sample
-from exporter.reasons import Failure
+from resilience_exporter.breakers import BreakerState, BreakerView, Outcome
+from resilience_exporter.config import BreakerConfig
+from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.reasons import Failure
 
 BREAKER_LAST_ERROR = family(
     "resilience_breaker_last_error_info",

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from exporter.secrets import redact
+from resilience_exporter.secrets import redact
 
 LogFormat = Literal["logfmt", "json"]
 LOG_LEVELS = ("debug", "info", "warn", "error")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from exporter.pools import PoolStats
+from resilience_exporter.pools import PoolStats
 
 
 class PoolReader(Protocol):

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from exporter.config import Config, TargetConfig, validate_module_target
-from exporter.runtime import Snapshot, SnapshotStore, TargetRunner
+from resilience_exporter.config import Config, TargetConfig, validate_module_target
+from resilience_exporter.runtime import Snapshot, SnapshotStore, TargetRunner
 
 # host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address. Nothing else can
 # reach a DSN or URL template: no '/', '@', '?', spaces or quotes.

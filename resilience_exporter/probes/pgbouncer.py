@@ -20,12 +20,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from pydantic import Field, field_validator, model_validator
 
-from exporter.config import StrictModel, TargetConfig
-from exporter.families import Sample, family, sample
-from exporter.probes.postgres import classify_postgres
-from exporter.reasons import Failure, ProbeError, Reason
-from exporter.registry import KindSpec, register_kind
-from exporter.secrets import PasswordSource, remember
+from resilience_exporter.config import StrictModel, TargetConfig
+from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.probes.postgres import classify_postgres
+from resilience_exporter.reasons import Failure, ProbeError, Reason
+from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.secrets import PasswordSource, remember
 
 _POOL_LABELS = ("target", "database", "user")
 _DB_LABELS = ("target", "database")

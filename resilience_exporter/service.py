@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter import config as config_module
-from exporter.families import Sample, family, sample
-from exporter.runtime import Runtime, SnapshotStore
-from exporter.sharding import Shard, assigned_targets
-from exporter.webconfig import (
+from resilience_exporter import config as config_module
+from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.runtime import Runtime, SnapshotStore
+from resilience_exporter.sharding import Shard, assigned_targets
+from resilience_exporter.webconfig import (
     WebConfig,
     WebConfigError,
     WebGuard,

@@ -17,10 +17,10 @@ from typing import Literal
 import psutil
 from pydantic import Field, field_validator
 
-from exporter.config import TargetConfig
-from exporter.families import Sample, family, sample
-from exporter.reasons import Failure, classify_builtin
-from exporter.registry import KindSpec, register_kind
+from resilience_exporter.config import TargetConfig
+from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.reasons import Failure, classify_builtin
+from resilience_exporter.registry import KindSpec, register_kind
 
 CPU_SECONDS = family(
     "resilience_host_cpu_seconds_total",

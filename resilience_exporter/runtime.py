@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.breaker import CircuitBreaker
-from exporter.breakers import BreakerState, breaker_samples
-from exporter.config import TargetConfig
-from exporter.families import HistogramAccumulator, Sample, family, sample, with_constant_labels
-from exporter.reasons import PROBE_REASONS, Failure
-from exporter.registry import Probe, kind_spec
-from exporter.secrets import redact
+from resilience_exporter.breaker import CircuitBreaker
+from resilience_exporter.breakers import BreakerState, breaker_samples
+from resilience_exporter.config import TargetConfig
+from resilience_exporter.families import HistogramAccumulator, Sample, family, sample, with_constant_labels
+from resilience_exporter.reasons import PROBE_REASONS, Failure
+from resilience_exporter.registry import Probe, kind_spec
+from resilience_exporter.secrets import redact
 
 log = logging.getLogger(__name__)
 

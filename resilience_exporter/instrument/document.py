@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.breakers import BreakerView
-from exporter.healthmap import GENERIC_FORMAT_VERSION
-from exporter.pools import PoolStats
+from resilience_exporter.breakers import BreakerView
+from resilience_exporter.healthmap import GENERIC_FORMAT_VERSION
+from resilience_exporter.pools import PoolStats
 
 
 def breaker_entry(name: str, view: BreakerView) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-import exporter
-from exporter import multitarget
-from exporter.collector import Exposition, FamiliesCollector, families_from_samples
-from exporter.reasons import Failure
-from exporter.secrets import redact
-from exporter.service import Service
+import resilience_exporter
+from resilience_exporter import multitarget
+from resilience_exporter.collector import Exposition, FamiliesCollector, families_from_samples
+from resilience_exporter.reasons import Failure
+from resilience_exporter.secrets import redact
+from resilience_exporter.service import Service
 
 
 @dataclass
@@ -119,7 +119,7 @@ async def landing(request: web.Request) -> web.Response:
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     page = _PAGE.format(
-        version=html.escape(exporter.__version__),
+        version=html.escape(resilience_exporter.__version__),
         metrics=html.escape(state.telemetry_path),
         rows="\n".join(rows),
     )

@@ -17,9 +17,9 @@ from prometheus_client.registry import Collector
 
 # Imported first so that the exporter group's families keep their order in docs/metrics.md
 # whichever module is imported first.
-from exporter import collector  # noqa: F401
-from exporter.config import Config, TargetConfig, host_target
-from exporter.families import family
+from resilience_exporter import collector  # noqa: F401
+from resilience_exporter.config import Config, TargetConfig, host_target
+from resilience_exporter.families import family
 
 SHARD = family(
     "resilience_exporter_shard",

@@ -18,12 +18,12 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import Field, model_validator
 
-from exporter.config import PoolConfig, TargetConfig
-from exporter.families import Sample, family, sample
-from exporter.pools import PoolStats, PoolTimings, pool_samples
-from exporter.reasons import Failure, ProbeError, Reason, classify_builtin
-from exporter.registry import KindSpec, register_kind
-from exporter.secrets import PasswordSource, remember
+from resilience_exporter.config import PoolConfig, TargetConfig
+from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.pools import PoolStats, PoolTimings, pool_samples
+from resilience_exporter.reasons import Failure, ProbeError, Reason, classify_builtin
+from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.secrets import PasswordSource, remember
 
 CONNECTIONS = family(
     "resilience_postgres_connections",
