@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from scripts.testservers.base import free_port
-from scripts.testservers.postgres import PostgresServer
 
 from bench import harness
 from bench.harness import Measured, UsageMeter, ms
 from resilience_exporter import config as config_module
 from resilience_exporter.probes.postgres import SATURATION_SQL
 from resilience_exporter.registry import kind_spec
+from scripts.testservers.base import free_port
+from scripts.testservers.postgres import PostgresServer
 
 MONITOR_USER = "bench_monitor"
 MONITOR_PASSWORD = "bench-monitor-pw"

@@ -19,12 +19,11 @@ from pathlib import Path
 from aiohttp import web
 
 import resilience_exporter
-from resilience_exporter import config as config_module
 from resilience_exporter import logs, sharding
-from resilience_exporter.collector import Exposition
-from resilience_exporter.service import Service, ServiceOptions
+from resilience_exporter.service import Service, ServiceOptions, load_config, load_web
 from resilience_exporter.web import WebState, make_app
-from resilience_exporter.webconfig import WebConfig, WebConfigError, load_web_config
+from resilience_exporter.webconfig import WebConfigError
+from resilience_exporter.yamlfile import ConfigError
 
 log = logging.getLogger("resilience_exporter")
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
@@ -88,7 +87,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 def version_text() -> str:
-    return f"resilience-exporter {resilience_exporter.__version__} (python {sys.version.split()[0]})"
+    return (
+        f"resilience-exporter {resilience_exporter.__version__} (python {sys.version.split()[0]})"
+    )
 
 
 def parse_listen_address(address: str) -> tuple[str | None, int]:
@@ -99,16 +100,8 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
-def load_config(path: str | None) -> config_module.Config:
-    if path is None:
-        return config_module.embedded_default()
-    return config_module.load(Path(path))
-
-
 async def serve(service: Service, host: str | None, port: int, path: str) -> int:
-    exposition = Exposition(service.store, service.status_samples)
-    exposition.fresh.register(sharding.ShardCollector(service.options.shard))
-    app = make_app(WebState(service=service, exposition=exposition, telemetry_path=path))
+    app = make_app(WebState(service=service, telemetry_path=path))
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(
@@ -133,7 +126,6 @@ async def serve(service: Service, host: str | None, port: int, path: str) -> int
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
-    service.runtime.start()
     log.info(
         "listening",
         extra={
@@ -146,7 +138,6 @@ async def serve(service: Service, host: str | None, port: int, path: str) -> int
     )
     await stop.wait()
     log.info("shutting down")
-    await service.runtime.stop()
     await runner.cleanup()
     return 0
 
@@ -169,15 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not path.startswith("/"):
         log.error("invalid --web.telemetry-path", extra={"err": "must start with /"})
         return EXIT_CONFIG
-    config_file = options["config.file"]
-    web_config_file = options["web.config.file"]
+    service_options = ServiceOptions(
+        config_file=_path(options["config.file"]),
+        web_config_file=_path(options["web.config.file"]),
+        enable_lifecycle=options["web.enable_lifecycle"],
+        shard=shard,
+    )
     try:
-        config = load_config(config_file)
-        web_config = load_web_config(Path(web_config_file)) if web_config_file else WebConfig()
+        config = load_config(service_options.config_file)
+        web_config = load_web(service_options.web_config_file)
     except WebConfigError as exc:
         log.error("invalid web configuration", extra={"err": str(exc)})
         return EXIT_CONFIG
-    except config_module.ConfigError as exc:
+    except ConfigError as exc:
         for issue in exc.issues:
             log.error(
                 "invalid configuration",
@@ -194,17 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for target in sharding.assigned_targets(config, shard):
             print(f"{target.name}\t{target.describe()}")
         return 0
-    options_ = ServiceOptions(
-        config_file=Path(config_file) if config_file else None,
-        web_config_file=Path(web_config_file) if web_config_file else None,
-        enable_lifecycle=options["web.enable_lifecycle"],
-        shard=shard,
-    )
 
     async def run() -> int:
-        return await serve(Service(options_, config, web_config), host, port, path)
+        return await serve(Service(service_options, config, web_config), host, port, path)
 
     return asyncio.run(run())
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Loading and validating the YAML configuration.
+"""The YAML configuration, validated once into typed objects.
 
-Every rejection names the file, the line and the key path, so that a typo in a fleet's config
-is found by reading one line of output. Values may reference `${ENV_VAR}`; `$${` is a literal
-`${`. Durations are Prometheus-style (`15s`, `1m30s`).
+Every rejection names the file, the line and the key path. Values may reference
+`${ENV_VAR}`; `$${` is a literal `${`. Durations are Prometheus-style (`15s`, `1m30s`).
+After loading, every target (the host, the listed targets and each `/probe` module's
+template) has its defaults filled in by `with_defaults`; nothing is validated again later
+except a module's template with a requested address put in.
 """
 
 from __future__ import annotations
@@ -11,71 +13,26 @@ import fnmatch
 import ipaddress
 import os
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Self, TypeVar
+from typing import Any, Self
 
-import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from resilience_exporter import registry
+from resilience_exporter.models import Duration, StrictModel
+from resilience_exporter.yamlfile import ConfigError, KeyPath, YamlDocument, read_text
 
-KeyPath = tuple[str | int, ...]
-
-_DURATION = re.compile(
-    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
-    r"(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
-)
-_UNIT_SECONDS = {
-    "y": 365 * 86400.0,
-    "w": 7 * 86400.0,
-    "d": 86400.0,
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 0.001,
-}
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 ADDRESS_PLACEHOLDER = "{address}"
 RESERVED_LABELS = frozenset(
     {"target", "kind", "reason", "pool", "source", "state", "le", "job", "instance", "breaker"}
 )
-
-
-def parse_duration(value: object) -> float:
-    """Prometheus duration string to seconds."""
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError("a duration is a string with a unit, such as 15s, 1m or 500ms")
-    match = _DURATION.match(value)
-    if not value or not match or not any(match.groupdict().values()):
-        raise ValueError(f"{value!r} is not a duration (use e.g. 15s, 1m, 500ms)")
-    seconds = sum(float(n) * _UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n)
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1 or seconds != int(seconds):
-        return f"{round(seconds * 1000)}ms"
-    return f"{int(seconds)}s"
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Validates a module's template at load time, before any request names a real address.
+_STAND_IN_ADDRESS = "127.0.0.1:1"
+_TOP_LEVEL_KEYS = frozenset({"defaults", "targets", "host", "modules"})
 
 
 class Defaults(StrictModel):
@@ -103,7 +60,7 @@ class BreakerConfig(StrictModel):
     window: int = Field(10, ge=1, le=1000)
     minimum_calls: int = Field(5, ge=1, le=1000)
     half_open_successes: int = Field(1, ge=1, le=100)
-    # None: the target's interval (clamped to the cap), filled in at load time.
+    # None: the target's interval (clamped to the cap), filled in by `with_defaults`.
     backoff_base: Duration | None = None
     backoff_cap: Duration = 300.0
 
@@ -117,7 +74,7 @@ class BreakerConfig(StrictModel):
 
     @property
     def backoff_base_seconds(self) -> float:
-        assert self.backoff_base is not None, "defaults are applied at load time"
+        assert self.backoff_base is not None, "with_defaults fills it in"
         return self.backoff_base
 
 
@@ -143,17 +100,33 @@ class TargetConfig(StrictModel):
 
     @property
     def interval_seconds(self) -> float:
-        assert self.interval is not None, "defaults are applied at load time"
+        assert self.interval is not None, "with_defaults fills it in"
         return self.interval
 
     @property
     def timeout_seconds(self) -> float:
-        assert self.timeout is not None, "defaults are applied at load time"
+        assert self.timeout is not None, "with_defaults fills it in"
         return self.timeout
 
     def describe(self) -> str:
         """A secret-free one-line description for the landing page and logs."""
         return self.kind
+
+
+def with_defaults(target: TargetConfig, defaults: Defaults) -> TargetConfig:
+    """Fill in what defaults to something else: interval, timeout, the breaker's back-off base.
+    Every target the runtime gets went through here."""
+    interval = target.interval or defaults.interval
+    breaker = target.breaker
+    if breaker.backoff_base is None:
+        breaker = breaker.model_copy(update={"backoff_base": min(interval, breaker.backoff_cap)})
+    return target.model_copy(
+        update={
+            "interval": interval,
+            "timeout": target.timeout or defaults.timeout,
+            "breaker": breaker,
+        }
+    )
 
 
 class ModuleAccess(StrictModel):
@@ -205,103 +178,145 @@ class ModuleAccess(StrictModel):
         return False
 
 
+def _fill_template(template: Any, address: str) -> Any:
+    if isinstance(template, dict):
+        return {k: _fill_template(v, address) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill_template(v, address) for v in template]
+    if isinstance(template, str):
+        return template.replace(ADDRESS_PLACEHOLDER, address)
+    return template
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeModule:
-    """A /probe module: a target template with `{address}` placeholders, and who it admits."""
+    """A /probe module: a target template with `{address}` placeholders, validated at load
+    time with a stand-in address, and who it admits."""
 
     name: str
     kind: str
     access: ModuleAccess
     template: Mapping[str, Any]
+    model: type[TargetConfig]
+    defaults: Defaults
 
-
-class Config(StrictModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    defaults: Defaults = Field(default_factory=Defaults)
-    targets: list[TargetConfig] = Field(default_factory=list)
-    host: dict[str, Any] = Field(default_factory=dict)
-    modules: dict[str, ProbeModule] = Field(default_factory=dict)
-    source: str = "<embedded default>"
+    def target(self, address: str) -> TargetConfig:
+        """The target for one address (already admitted by the access rules); raises
+        ValidationError when the address does not fit the template."""
+        raw = {**_fill_template(self.template, address), "name": address}
+        return with_defaults(self.model.model_validate(raw), self.defaults)
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    file: str
-    line: int | None
-    key: str
-    message: str
+class Config:
+    defaults: Defaults = field(default_factory=Defaults)
+    targets: Sequence[TargetConfig] = ()
+    # The host probe's settings, defaults filled in; None when `host.enabled` is false.
+    host: TargetConfig | None = None
+    modules: Mapping[str, ProbeModule] = field(default_factory=dict)
+    source: str = "<embedded default>"
 
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key or '<top level>'}: {self.message}"
-
-
-class ConfigError(Exception):
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = issues
-        super().__init__("\n".join(str(issue) for issue in issues))
+    def target_named(self, name: str) -> TargetConfig | None:
+        return next((t for t in self.targets if t.name == name), None)
 
 
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+class _Loader:
+    """One document's validation: each step adds its issues and goes on, so that one run
+    reports every mistake in the file."""
 
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.defaults = Defaults()
 
-class _Document:
-    """A parsed YAML document and the line of every key in it."""
-
-    def __init__(self, text: str, file: str) -> None:
-        self.file = file
-        self.lines: dict[KeyPath, int] = {}
-        self.issues: list[ConfigIssue] = []
+    def defaults_from(self, raw: Any) -> Defaults:
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            if node is None:
-                self.data: Any = {}
-                return
-            self._index(node, ())
-            self.data = yaml.SafeLoader("").construct_document(node)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError([ConfigIssue(file, line, "", f"invalid YAML: {problem}")]) from None
+            return Defaults.model_validate(raw or {})
+        except ValidationError as exc:
+            self.doc.add_validation_errors(exc, ("defaults",))
+            return Defaults()
 
-    def _index(self, node: yaml.Node, path: KeyPath) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                if key in seen:
-                    self.issues.append(
-                        ConfigIssue(
-                            self.file,
-                            key_node.start_mark.line + 1,
-                            _dotted((*path, key)),
-                            "duplicate key",
-                        )
-                    )
-                seen.add(key)
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
-                self._index(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self._index(item, (*path, index))
+    def target(self, raw: Any, path: KeyPath) -> TargetConfig | None:
+        """A `targets:` entry (or a module template): a listed kind's config, defaults in."""
+        if not isinstance(raw, dict):
+            self.doc.add_issue(path, "each target is a mapping")
+            return None
+        kind = raw.get("kind")
+        if not isinstance(kind, str) or not _is_listed(kind):
+            what = "missing" if kind is None else f"unknown kind {str(kind)[:40]!r}"
+            known = ", ".join(registry.listed_kinds())
+            self.doc.add_issue((*path, "kind"), f"{what}; known kinds: {known}")
+            return None
+        return self.validated(registry.kind_spec(kind).config_model, raw, path)
 
-    def line_of(self, path: KeyPath) -> int | None:
-        while path not in self.lines and path:
-            path = path[:-1]
-        return self.lines.get(path)
+    def validated(
+        self, model: type[TargetConfig], raw: Mapping[str, Any], path: KeyPath
+    ) -> TargetConfig | None:
+        try:
+            target = with_defaults(model.model_validate(raw), self.defaults)
+        except ValidationError as exc:
+            self.doc.add_validation_errors(exc, path)
+            return None
+        if target.timeout_seconds > target.interval_seconds:
+            self.doc.add_issue((*path, "timeout"), "timeout must not exceed the interval")
+            return None
+        return target
 
-    def issue(self, path: KeyPath, message: str) -> ConfigIssue:
-        return ConfigIssue(self.file, self.line_of(path), _dotted(path), message)
+    def targets(self, raw: Any) -> list[TargetConfig]:
+        if not isinstance(raw, list):
+            self.doc.add_issue(("targets",), "targets is a list")
+            return []
+        targets: list[TargetConfig] = []
+        names: set[str] = set()
+        for index, entry in enumerate(raw):
+            target = self.target(entry, ("targets", index))
+            if target is None:
+                continue
+            if target.name in names:
+                self.doc.add_issue(("targets", index, "name"), "duplicate target name")
+            names.add(target.name)
+            targets.append(target)
+        return targets
+
+    def host(self, raw: Any) -> TargetConfig | None:
+        if not isinstance(raw, dict):
+            self.doc.add_issue(("host",), "host is a mapping")
+            raw = {}
+        model = registry.kind_spec("host").config_model
+        target = self.validated(model, {"name": "host", "kind": "host", **raw}, ("host",))
+        return target if target is not None and getattr(target, "enabled", True) else None
+
+    def modules(self, raw: Any) -> dict[str, ProbeModule]:
+        if not isinstance(raw, dict):
+            self.doc.add_issue(("modules",), "modules is a mapping of name to module")
+            return {}
+        modules: dict[str, ProbeModule] = {}
+        for name, body in raw.items():
+            path: KeyPath = ("modules", str(name))
+            if not isinstance(body, dict):
+                self.doc.add_issue(path, "each module is a mapping")
+                continue
+            template = {k: v for k, v in body.items() if k not in ("allow", "allow_ports")}
+            try:
+                access = ModuleAccess.model_validate(
+                    {k: v for k, v in body.items() if k in ("allow", "allow_ports")}
+                )
+            except ValidationError as exc:
+                self.doc.add_validation_errors(exc, path)
+                continue
+            stand_in = {**_fill_template(template, _STAND_IN_ADDRESS), "name": str(name)}
+            target = self.target(stand_in, path)
+            if target is not None:
+                modules[str(name)] = ProbeModule(
+                    str(name), target.kind, access, template, type(target), self.defaults
+                )
+        return modules
 
 
-def _expand_env(value: Any, path: KeyPath, env: Mapping[str, str], doc: _Document) -> Any:
+def _is_listed(kind: str) -> bool:
+    return kind in registry.kind_names() and registry.kind_spec(kind).listed
+
+
+def _expand_env(value: Any, path: KeyPath, env: Mapping[str, str], doc: YamlDocument) -> Any:
     if isinstance(value, dict):
         return {k: _expand_env(v, (*path, str(k)), env, doc) for k, v in value.items()}
     if isinstance(value, list):
@@ -314,242 +329,51 @@ def _expand_env(value: Any, path: KeyPath, env: Mapping[str, str], doc: _Documen
             return "${"
         name = match.group(1)
         if name not in env:
-            doc.issues.append(doc.issue(path, f"environment variable {name} is not set"))
+            doc.add_issue(path, f"environment variable {name} is not set")
             return ""
         return env[name]
 
     return _ENV_REF.sub(substitute, value)
 
 
-def _pydantic_issues(doc: _Document, exc: ValidationError, prefix: KeyPath) -> list[ConfigIssue]:
-    issues = []
-    for error in exc.errors(include_url=False, include_input=False):
-        path = (*prefix, *(p for p in error["loc"] if isinstance(p, str | int)))
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        issues.append(doc.issue(path, message))
-    return issues
-
-
-def _validate_target(
-    doc: _Document, raw: Any, index: int, defaults: Defaults
-) -> TargetConfig | None:
-    return _validate_target_at(doc, raw, ("targets", index), defaults)
-
-
-def _validate_target_at(
-    doc: _Document, raw: Any, path: KeyPath, defaults: Defaults
-) -> TargetConfig | None:
-    if not isinstance(raw, dict):
-        doc.issues.append(doc.issue(path, "each target is a mapping"))
-        return None
-    kind = raw.get("kind")
-    listed = {k: spec for k, spec in registry.kinds().items() if spec.listed}
-    if not isinstance(kind, str) or kind not in listed:
-        known = ", ".join(sorted(listed))
-        what = "missing" if kind is None else f"unknown kind {str(kind)[:40]!r}"
-        doc.issues.append(doc.issue((*path, "kind"), f"{what}; known kinds: {known}"))
-        return None
-    return _validate_with_defaults(doc, listed[kind].config_model, raw, path, defaults)
-
-
-def with_defaults(target: TargetConfig, defaults: Defaults) -> TargetConfig:
-    """Fill in what defaults to something else: interval, timeout, the breaker's back-off base."""
-    interval = target.interval or defaults.interval
-    breaker = target.breaker
-    if breaker.backoff_base is None:
-        base = min(interval, breaker.backoff_cap)
-        breaker = breaker.model_copy(update={"backoff_base": base})
-    return target.model_copy(
-        update={
-            "interval": interval,
-            "timeout": target.timeout or defaults.timeout,
-            "breaker": breaker,
-        }
-    )
-
-
-def _validate_with_defaults(
-    doc: _Document,
-    model: type[TargetConfig],
-    raw: dict[str, Any],
-    path: KeyPath,
-    defaults: Defaults,
-) -> TargetConfig | None:
-    try:
-        target = model.model_validate(raw)
-    except ValidationError as exc:
-        doc.issues.extend(_pydantic_issues(doc, exc, path))
-        return None
-    target = with_defaults(target, defaults)
-    if target.timeout_seconds > target.interval_seconds:
-        doc.issues.append(doc.issue((*path, "timeout"), "timeout must not exceed the interval"))
-        return None
-    return target
-
-
-def host_target(config: Config) -> TargetConfig | None:
-    """The host probe's settings (the `host:` block), or None when it is disabled."""
-    spec = registry.kind_spec("host")
-    raw = {"name": "host", "kind": "host", **config.host}
-    target = spec.config_model.model_validate(raw)
-    target = with_defaults(target, config.defaults)
-    return target if getattr(target, "enabled", True) else None
-
-
 def parse(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    doc = _Document(text, file)
+    doc = YamlDocument(text, file)
     data = _expand_env(doc.data, (), env, doc)
     if not isinstance(data, dict):
         raise ConfigError([doc.issue((), "the configuration must be a mapping")])
-
-    try:
-        defaults = Defaults.model_validate(data.get("defaults") or {})
-    except ValidationError as exc:
-        doc.issues.extend(_pydantic_issues(doc, exc, ("defaults",)))
-        defaults = Defaults()
-
-    unknown = sorted(str(k) for k in set(data) - {"defaults", "targets", "host", "modules"})
-    doc.issues.extend(doc.issue((key,), "unknown key") for key in unknown)
-
-    raw_targets = data.get("targets") or []
-    targets: list[TargetConfig] = []
-    if not isinstance(raw_targets, list):
-        doc.issues.append(doc.issue(("targets",), "targets is a list"))
-        raw_targets = []
-    names: set[str] = set()
-    for index, raw in enumerate(raw_targets):
-        target = _validate_target(doc, raw, index, defaults)
-        if target is None:
-            continue
-        if target.name in names:
-            doc.issues.append(doc.issue(("targets", index, "name"), "duplicate target name"))
-        names.add(target.name)
-        targets.append(target)
-
-    host = data.get("host") or {}
-    if not isinstance(host, dict):
-        doc.issues.append(doc.issue(("host",), "host is a mapping"))
-        host = {}
-    host_model = registry.kind_spec("host").config_model
-    _validate_with_defaults(
-        doc, host_model, {"name": "host", "kind": "host", **host}, ("host",), defaults
+    for key in sorted(str(k) for k in set(data) - _TOP_LEVEL_KEYS):
+        doc.add_issue((key,), "unknown key")
+    loader = _Loader(doc)
+    loader.defaults = loader.defaults_from(data.get("defaults"))
+    config = Config(
+        defaults=loader.defaults,
+        targets=tuple(loader.targets(data.get("targets") or [])),
+        host=loader.host(data.get("host") or {}),
+        modules=loader.modules(data.get("modules") or {}),
+        source=file,
     )
-
-    modules = _validate_modules(doc, data.get("modules") or {}, defaults)
-
-    if doc.issues:
-        raise ConfigError(doc.issues)
-    return Config(defaults=defaults, targets=targets, host=host, modules=modules, source=file)
-
-
-def _fill_template(template: Any, address: str) -> Any:
-    if isinstance(template, dict):
-        return {k: _fill_template(v, address) for k, v in template.items()}
-    if isinstance(template, list):
-        return [_fill_template(v, address) for v in template]
-    if isinstance(template, str):
-        return template.replace(ADDRESS_PLACEHOLDER, address)
-    return template
-
-
-def _validate_modules(doc: _Document, raw: Any, defaults: Defaults) -> dict[str, ProbeModule]:
-    if not isinstance(raw, dict):
-        doc.issues.append(doc.issue(("modules",), "modules is a mapping of name to module"))
-        return {}
-    modules: dict[str, ProbeModule] = {}
-    for name, body in raw.items():
-        path: KeyPath = ("modules", str(name))
-        if not isinstance(body, dict):
-            doc.issues.append(doc.issue(path, "each module is a mapping"))
-            continue
-        template = {k: v for k, v in body.items() if k not in ("allow", "allow_ports")}
-        try:
-            access = ModuleAccess.model_validate(
-                {k: v for k, v in body.items() if k in ("allow", "allow_ports")}
-            )
-        except ValidationError as exc:
-            doc.issues.extend(_pydantic_issues(doc, exc, path))
-            continue
-        # Validate the template now, with a stand-in address, so a broken module fails at
-        # start rather than on the first request that uses it.
-        sample = {**_fill_template(template, "127.0.0.1:1"), "name": str(name)}
-        target = _validate_target_at(doc, sample, path, defaults)
-        if target is not None:
-            modules[str(name)] = ProbeModule(str(name), target.kind, access, template)
-    return modules
-
-
-def validate_module_target(module: ProbeModule, address: str, defaults: Defaults) -> TargetConfig:
-    """The target a module makes for one address (already admitted by its access rules)."""
-    raw = {**_fill_template(module.template, address), "name": address}
-    spec = registry.kind_spec(module.kind)
-    target = spec.config_model.model_validate(raw)
-    return target.model_copy(
-        update={
-            "interval": target.interval or defaults.interval,
-            "timeout": target.timeout or defaults.timeout,
-        }
-    )
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        issue = ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")
-        raise ConfigError([issue]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigIssue(str(path), None, "", "not UTF-8 text")]) from None
+    doc.raise_issues()
+    return config
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     return parse(read_text(path), str(path), env)
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_model(model: type[M], text: str, file: str) -> M:
-    """Validate a whole YAML document against `model`, with file:line:key errors."""
-    doc = _Document(text, file)
-    if not isinstance(doc.data, dict):
-        raise ConfigError([doc.issue((), "the file must hold a mapping")])
-    try:
-        result = model.model_validate(doc.data)
-    except ValidationError as exc:
-        doc.issues.extend(_pydantic_issues(doc, exc, ()))
-    if doc.issues:
-        raise ConfigError(doc.issues)
-    return result
-
-
 def embedded_default(env: Mapping[str, str] | None = None) -> Config:
     """No config file: host metrics, plus one target per `DATABASE_URL`-style variable set."""
     env = os.environ if env is None else env
-    doc = _Document("", "<environment>")
-    defaults = Defaults()
+    loader = _Loader(YamlDocument("", "<environment>"))
     targets: list[TargetConfig] = []
-    for spec in registry.kinds().values():
+    for spec in registry.all_kinds():
         if spec.env_url_var is None or spec.from_env_url is None:
             continue
         url = env.get(spec.env_url_var)
         if not url:
             continue
-        raw = dict(spec.from_env_url(url))
-        target = _validate_with_defaults(doc, spec.config_model, raw, (spec.env_url_var,), defaults)
+        target = loader.validated(spec.config_model, spec.from_env_url(url), (spec.env_url_var,))
         if target is not None:
             targets.append(target)
-    if doc.issues:
-        raise ConfigError(doc.issues)
-    return Config(defaults=defaults, targets=targets)
-
-
-def iter_targets(config: Config) -> Iterator[TargetConfig]:
-    """Every probed target, the host included when enabled."""
-    host = host_target(config)
-    if host is not None:
-        yield host
-    yield from config.targets
+    loader.doc.raise_issues()
+    return Config(targets=tuple(targets), host=loader.host({}))

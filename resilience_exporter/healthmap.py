@@ -2,8 +2,9 @@
 
 A mapping is declarative: JMESPath expressions (the `jmespath` library) say where each value
 sits. Two presets are built in: `generic`, the small document described in
-docs/application-health.md (and served by `resilience_exporter.instrument`), and `resilience4j`, Spring
-Boot's `/actuator/health` with Resilience4j's circuit-breaker health indicator.
+docs/application-health.md (and served by `resilience_exporter.instrument`), and
+`resilience4j`, Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health
+indicator.
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ from typing import Annotated, Any, Literal
 import jmespath
 import jmespath.exceptions
 import jmespath.parser
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
-from resilience_exporter.breakers import BREAKER_CALLS, BreakerState, BreakerView, Outcome, breaker_samples
+from resilience_exporter.breakers import (
+    BREAKER_CALLS,
+    BreakerState,
+    BreakerView,
+    Outcome,
+    breaker_samples,
+)
 from resilience_exporter.families import Sample
+from resilience_exporter.models import StrictModel
 from resilience_exporter.pools import PoolStats, pool_samples
 
 GENERIC_FORMAT_VERSION = 1
@@ -48,11 +56,7 @@ def _valid_expression(expression: str) -> str:
 Expression = Annotated[str, Field(min_length=1), AfterValidator(_valid_expression)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CallsMapping(_Strict):
+class CallsMapping(StrictModel):
     """Cumulative call counters. Leave out what the application does not count."""
 
     success: Expression | None = None
@@ -60,7 +64,7 @@ class CallsMapping(_Strict):
     rejected: Expression | None = None
 
 
-class BreakersMapping(_Strict):
+class BreakersMapping(StrictModel):
     items: Expression = Field(description="A list of breakers, or an object keyed by breaker name.")
     name: Expression | None = None  # default: the object key, else `name`
     state: Expression
@@ -72,7 +76,7 @@ class BreakersMapping(_Strict):
     next_attempt_at: Expression | None = None  # Unix time
 
 
-class PoolsMapping(_Strict):
+class PoolsMapping(StrictModel):
     items: Expression
     name: Expression | None = None
     max: Expression
@@ -87,7 +91,7 @@ class PoolsMapping(_Strict):
     lost: Expression | None = None
 
 
-class HealthMapping(_Strict):
+class HealthMapping(StrictModel):
     # Must evaluate to a true value, else the document is rejected (a format version check).
     check: Expression | None = None
     breakers: BreakersMapping | None = None

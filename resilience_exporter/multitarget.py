@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from resilience_exporter.config import Config, TargetConfig, validate_module_target
+from resilience_exporter.config import Config, TargetConfig
 from resilience_exporter.runtime import Snapshot, SnapshotStore, TargetRunner
 
 # host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address. Nothing else can
@@ -71,7 +71,7 @@ def resolve(
     if target is None:
         raise ProbeRequestError(400, "missing target parameter")
     if module is None:
-        configured = next((t for t in config.targets if t.name == target), None)
+        configured = config.target_named(target)
         if configured is None:
             raise ProbeRequestError(
                 400, "unknown target: give a configured target name, or an address and a module"
@@ -85,7 +85,7 @@ def resolve(
         if not chosen.access.admits(host, port):
             raise ProbeRequestError(403, f"module {module!r} does not allow probing {target}")
         try:
-            resolved = validate_module_target(chosen, target, config.defaults)
+            resolved = chosen.target(target)
         except ValidationError:
             raise ProbeRequestError(400, f"module {module!r} cannot probe {target}") from None
     timeout = scrape_timeout(scrape_timeout_header, resolved.timeout_seconds)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import ssl
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -41,22 +39,3 @@ class ProbeError(Exception):
     def __init__(self, reason: Reason, message: str, *, persistent: bool = False) -> None:
         super().__init__(message)
         self.failure = Failure(reason, message, persistent)
-
-
-def classify_builtin(exc: BaseException) -> Failure | None:
-    """Classify the exceptions that every network client surfaces the same way."""
-    if isinstance(exc, ProbeError):
-        return exc.failure
-    if isinstance(exc, TimeoutError):
-        return Failure("timeout", "timed out")
-    if isinstance(exc, ConnectionRefusedError):
-        return Failure("refused", "connection refused")
-    if isinstance(exc, socket.gaierror):
-        return Failure("dns", "name resolution failed", persistent=True)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return Failure("tls", "TLS certificate verification failed", persistent=True)
-    if isinstance(exc, ssl.SSLError):
-        return Failure("tls", "TLS handshake failed", persistent=True)
-    if isinstance(exc, ConnectionError | OSError):
-        return Failure("other", type(exc).__name__)
-    return None

@@ -1,10 +1,13 @@
-"""Probe kinds register themselves here; config validation and the runtime look them up.
+"""Probe kinds. Kind `<kind>` is the module (or package) `resilience_exporter.probes.<kind>`,
+which calls `register_kind` once, when it is imported.
 
-A new kind is one new module under `resilience_exporter/probes/` that calls `register_kind`.
+A kind is imported the first time a configuration names it, so the exporter loads only the
+client libraries of the kinds it probes. A new kind is one new module under `probes/`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +18,8 @@ if TYPE_CHECKING:
     from resilience_exporter.config import TargetConfig
     from resilience_exporter.families import Sample
     from resilience_exporter.reasons import Failure
+
+PROBES_PACKAGE = "resilience_exporter.probes"
 
 
 class Probe(Protocol):
@@ -51,27 +56,46 @@ class KindSpec:
     listed: bool = True
 
 
+class UnknownKindError(LookupError):
+    pass
+
+
 _KINDS: dict[str, KindSpec] = {}
 
 
 def register_kind(spec: KindSpec) -> None:
-    if spec.kind in _KINDS and _KINDS[spec.kind] != spec:
+    if spec.kind in _KINDS:
         raise ValueError(f"probe kind {spec.kind!r} registered twice")
     _KINDS[spec.kind] = spec
 
 
-def load_probe_modules() -> None:
-    """Import every module of `resilience_exporter.probes`, each of which registers its kind."""
-    import resilience_exporter.probes as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
-
-
-def kinds() -> Mapping[str, KindSpec]:
-    load_probe_modules()
-    return _KINDS
+@functools.cache
+def kind_names() -> tuple[str, ...]:
+    """Every kind there is, known from the modules' names without importing any."""
+    package = importlib.import_module(PROBES_PACKAGE)
+    return tuple(
+        sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    )
 
 
 def kind_spec(kind: str) -> KindSpec:
-    return kinds()[kind]
+    """The kind's spec, importing its module the first time it is asked for."""
+    spec = _KINDS.get(kind)
+    if spec is not None:
+        return spec
+    if kind not in kind_names():
+        raise UnknownKindError(kind)
+    importlib.import_module(f"{PROBES_PACKAGE}.{kind}")
+    if kind not in _KINDS:
+        raise RuntimeError(f"{PROBES_PACKAGE}.{kind} does not register kind {kind!r}")
+    return _KINDS[kind]
+
+
+def listed_kinds() -> list[str]:
+    """The kinds a `targets:` entry may have."""
+    return [kind for kind in kind_names() if kind_spec(kind).listed]
+
+
+def all_kinds() -> list[KindSpec]:
+    """Every kind, all imported: for the generated docs and the embedded default."""
+    return [kind_spec(kind) for kind in kind_names()]

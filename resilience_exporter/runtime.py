@@ -12,10 +12,17 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from resilience_exporter.abandon import Abandoner
 from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.breakers import BreakerState, breaker_samples
 from resilience_exporter.config import TargetConfig
-from resilience_exporter.families import HistogramAccumulator, Sample, family, sample, with_constant_labels
+from resilience_exporter.families import (
+    HistogramAccumulator,
+    Sample,
+    family,
+    sample,
+    with_constant_labels,
+)
 from resilience_exporter.reasons import PROBE_REASONS, Failure
 from resilience_exporter.registry import Probe, kind_spec
 from resilience_exporter.secrets import redact
@@ -88,7 +95,7 @@ class TargetRunner:
         self.last_success: float | None = None
         self.first_round = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._abandoned: asyncio.Task[Sequence[Sample]] | None = None
+        self._calls = Abandoner(timeout=config.timeout_seconds)
         self.publish(None, None, ())
 
     @property
@@ -196,18 +203,10 @@ class TargetRunner:
 
     async def _probe_within_timeout(self) -> Sequence[Sample]:
         """Run the probe, giving up after the timeout even if the client library, once
-        cancelled, takes its time to clean up (psycopg waits for the server to acknowledge
-        a query cancel): that clean-up goes on in the background, one at a time."""
-        if self._abandoned is not None and not self._abandoned.done():
+        cancelled, takes its time to clean up."""
+        if self._calls.busy:
             raise TimeoutError("the previous probe is still being cancelled")
-        task = asyncio.create_task(self.probe.probe(), name=f"probe-once:{self.name}")
-        done, _ = await asyncio.wait({task}, timeout=self.config.timeout_seconds)
-        if not done:
-            task.cancel()
-            task.add_done_callback(_consume_outcome)
-            self._abandoned = task
-            raise TimeoutError("probe timed out")
-        return task.result()
+        return await self._calls.run(self.probe.probe(), name=f"probe-once:{self.name}")
 
     def publish(
         self, up: bool | None, failure: Failure | None, samples: Iterable[Sample]
@@ -241,16 +240,11 @@ class TargetRunner:
         return snapshot
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, self._abandoned) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._calls.cancel()
         await self._close_probe(grace=5.0)
-
-
-def _consume_outcome(task: asyncio.Task[Sequence[Sample]]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 @dataclass

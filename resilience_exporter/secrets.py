@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import AfterValidator, SecretStr, model_validator
+
+from resilience_exporter.models import StrictModel
 
 _KNOWN: set[str] = set()
 MASK = "<secret>"
@@ -44,13 +46,11 @@ def _remember_secret(value: SecretStr) -> SecretStr:
 Secret = Annotated[SecretStr, AfterValidator(_remember_secret)]
 
 
-class PasswordSource(BaseModel):
+class PasswordSource(StrictModel):
     """`password:` (usually `${ENV_VAR}`) or `password_file:`, never both.
 
     The file is read at every use so that a rotated secret is picked up without a restart.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     password: Secret | None = None
     password_file: Path | None = None

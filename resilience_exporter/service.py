@@ -1,4 +1,5 @@
-"""The running exporter: configuration, probes and web settings, and reloading them.
+"""The running exporter: configuration, probes, web settings and the exposition, started and
+stopped with the web application, and reloaded on request.
 
 A reload (SIGHUP, or POST /-/reload with --web.enable-lifecycle) validates the new files first;
 if anything is wrong the running configuration stays as it is, the error is logged and
@@ -9,14 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import ssl
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
+from aiohttp import web
+
+import resilience_exporter
 from resilience_exporter import config as config_module
+from resilience_exporter import multitarget
+from resilience_exporter.config import TargetConfig
+from resilience_exporter.exposition import Exposition
 from resilience_exporter.families import Sample, family, sample
-from resilience_exporter.runtime import Runtime, SnapshotStore
+from resilience_exporter.runtime import Runtime, Snapshot, SnapshotStore
 from resilience_exporter.sharding import Shard, assigned_targets
 from resilience_exporter.webconfig import (
     WebConfig,
@@ -25,9 +36,20 @@ from resilience_exporter.webconfig import (
     build_ssl_context,
     load_web_config,
 )
+from resilience_exporter.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
 
+BUILD_INFO = family(
+    "resilience_exporter_build_info",
+    "Always 1; labels tell the exporter's version and the Python it runs on.",
+    "gauge", ("version", "python_version"), group="exporter",
+)  # fmt: skip
+TARGETS = family(
+    "resilience_exporter_targets",
+    "Targets configured, by kind.",
+    "gauge", ("kind",), group="exporter",
+)  # fmt: skip
 RELOAD_OK = family(
     "resilience_config_last_reload_successful",
     "1 if the last configuration reload succeeded (or none was attempted yet), else 0.",
@@ -38,13 +60,13 @@ RELOAD_AT = family(
     "When the configuration was last loaded successfully, as a Unix timestamp.",
     "gauge", (), group="exporter",
 )  # fmt: skip
-
 PROBE_REQUESTS = family(
     "resilience_exporter_probe_requests_total",
     "/probe requests by result: success, failure (the target is down), bad_request, forbidden.",
     "counter", ("result",), group="exporter",
 )  # fmt: skip
-PROBE_RESULTS = ("success", "failure", "bad_request", "forbidden")
+ProbeRequestResult = Literal["success", "failure", "bad_request", "forbidden"]
+PROBE_RESULTS: tuple[ProbeRequestResult, ...] = get_args(ProbeRequestResult)
 # On-demand probes running at once; further /probe requests wait for a slot.
 PROBE_CONCURRENCY = 32
 
@@ -59,6 +81,14 @@ class ServiceOptions:
     shard: Shard = field(default_factory=Shard)
 
 
+def load_config(path: Path | None) -> config_module.Config:
+    return config_module.embedded_default() if path is None else config_module.load(path)
+
+
+def load_web(path: Path | None) -> WebConfig:
+    return WebConfig() if path is None else load_web_config(path)
+
+
 class Service:
     def __init__(self, options: ServiceOptions, config: config_module.Config,
                  web_config: WebConfig) -> None:  # fmt: skip
@@ -66,38 +96,60 @@ class Service:
         self.config = config
         self.store = SnapshotStore()
         self.runtime = Runtime(assigned_targets(config, options.shard), self.store)
+        self.exposition = Exposition(self.store, self.status_samples)
         self.guard = WebGuard(web_config, unauthenticated_paths=UNAUTHENTICATED_PATHS)
         tls = web_config.tls_server_config
         self.ssl_context: ssl.SSLContext | None = build_ssl_context(tls) if tls else None
         self.last_reload_ok = True
         self.last_reload_success = time.time()
         self._reload_lock = asyncio.Lock()
-        self.probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
-        self.probe_requests = dict.fromkeys(PROBE_RESULTS, 0)
+        self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self._probe_requests: dict[ProbeRequestResult, int] = dict.fromkeys(PROBE_RESULTS, 0)
+        self._build_info = sample(
+            BUILD_INFO,
+            1.0,
+            version=resilience_exporter.__version__,
+            python_version=platform.python_version(),
+        )
 
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        """The probes run while the web application does (aiohttp's `cleanup_ctx`)."""
+        self.runtime.start()
+        yield
+        await self.runtime.stop()
+
+    # --- what the exporter says about itself ---------------------------------------------
     def status_samples(self) -> list[Sample]:
+        kinds = Counter(snap.kind for snap in self.store.latest())
         return [
+            self._build_info,
+            *(sample(TARGETS, n, kind=kind) for kind, n in sorted(kinds.items())),
             sample(RELOAD_OK, 1.0 if self.last_reload_ok else 0.0),
             sample(RELOAD_AT, self.last_reload_success),
-            *(sample(PROBE_REQUESTS, n, result=r) for r, n in self.probe_requests.items()),
+            *(sample(PROBE_REQUESTS, n, result=r) for r, n in self._probe_requests.items()),
+            *self.options.shard.samples(),
         ]
 
+    # --- on-demand probes ------------------------------------------------------------------
+    def record_probe_request(self, result: ProbeRequestResult) -> None:
+        self._probe_requests[result] += 1
+
+    async def probe_once(self, target: TargetConfig) -> Snapshot:
+        """One /probe request's probe, counted by its result."""
+        async with self._probe_slots:
+            snapshot = await multitarget.probe_once(target)
+        self.record_probe_request("success" if snapshot.up else "failure")
+        return snapshot
+
+    # --- reloading -------------------------------------------------------------------------
     async def reload(self) -> str | None:
         """Reload the configuration files; the error message if that failed, else None."""
         async with self._reload_lock:
             try:
-                config = (
-                    config_module.load(self.options.config_file)
-                    if self.options.config_file is not None
-                    else config_module.embedded_default()
-                )
-                web_config = (
-                    load_web_config(self.options.web_config_file)
-                    if self.options.web_config_file is not None
-                    else WebConfig()
-                )
+                config = load_config(self.options.config_file)
+                web_config = load_web(self.options.web_config_file)
                 self._check_tls_switch(web_config)
-            except (config_module.ConfigError, WebConfigError) as exc:
+            except (ConfigError, WebConfigError) as exc:
                 self.last_reload_ok = False
                 for line in str(exc).splitlines():
                     log.error("reload failed, keeping the running configuration",

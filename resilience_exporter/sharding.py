@@ -12,14 +12,8 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
-
-# Imported first so that the exporter group's families keep their order in docs/metrics.md
-# whichever module is imported first.
-from resilience_exporter import collector  # noqa: F401
-from resilience_exporter.config import Config, TargetConfig, host_target
-from resilience_exporter.families import family
+from resilience_exporter.config import Config, TargetConfig
+from resilience_exporter.families import Sample, family, sample
 
 SHARD = family(
     "resilience_exporter_shard",
@@ -60,6 +54,9 @@ class Shard:
     def owns(self, target_name: str) -> bool:
         return owner(target_name, self.count) == self.index
 
+    def samples(self) -> list[Sample]:
+        return [sample(SHARD, 1.0, index=str(self.index), count=str(self.count))]
+
 
 def owner(target_name: str, count: int) -> int:
     """The shard that probes `target_name` among `count` shards."""
@@ -69,18 +66,6 @@ def owner(target_name: str, count: int) -> int:
 
 def assigned_targets(config: Config, shard: Shard) -> Iterator[TargetConfig]:
     """The host (on every shard) and the configured targets this shard owns."""
-    host = host_target(config)
-    if host is not None:
-        yield host
+    if config.host is not None:
+        yield config.host
     yield from (t for t in config.targets if shard.owns(t.name))
-
-
-class ShardCollector(Collector):
-    def __init__(self, shard: Shard) -> None:
-        self._shard = shard
-
-    def collect(self) -> Iterator[Metric]:
-        metric = Metric(SHARD.name, SHARD.help, "gauge")
-        labels = {"index": str(self._shard.index), "count": str(self._shard.count)}
-        metric.add_sample(SHARD.name, labels, 1.0)
-        yield metric

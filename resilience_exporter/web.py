@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 import resilience_exporter
 from resilience_exporter import multitarget
-from resilience_exporter.collector import Exposition, FamiliesCollector, families_from_samples
+from resilience_exporter.exposition import render_samples
 from resilience_exporter.reasons import Failure
 from resilience_exporter.secrets import redact
 from resilience_exporter.service import Service
@@ -22,7 +21,6 @@ from resilience_exporter.service import Service
 @dataclass
 class WebState:
     service: Service
-    exposition: Exposition
     telemetry_path: str
 
 
@@ -32,7 +30,7 @@ STATE_KEY = web.AppKey("state", WebState)
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = state.exposition.render(encoder)
+    body = state.service.exposition.render(encoder)
     response = web.Response(body=body, headers={"Content-Type": content_type})
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression()
@@ -50,15 +48,12 @@ async def probe(request: web.Request) -> web.Response:
             request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
         )
     except multitarget.ProbeRequestError as exc:
-        service.probe_requests["forbidden" if exc.status == 403 else "bad_request"] += 1
+        service.record_probe_request("forbidden" if exc.status == 403 else "bad_request")
         return web.Response(status=exc.status, text=f"{exc}\n")
-    async with service.probe_slots:
-        snapshot = await multitarget.probe_once(target)
-    service.probe_requests["success" if snapshot.up else "failure"] += 1
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FamiliesCollector(families_from_samples(snapshot.samples)))
+    snapshot = await service.probe_once(target)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+    body = render_samples(encoder, snapshot.samples)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -139,6 +134,7 @@ async def reload(request: web.Request) -> web.Response:
 def make_app(state: WebState) -> web.Application:
     app = web.Application(middlewares=[state.service.guard.middleware])
     app[STATE_KEY] = state
+    app.cleanup_ctx.append(state.service.lifecycle)
     app.router.add_get(state.telemetry_path, metrics)
     app.router.add_get("/probe", probe)
     app.router.add_get("/-/healthy", healthy)

@@ -28,16 +28,15 @@ import bcrypt
 from aiohttp import web
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
     model_validator,
 )
 
-from resilience_exporter.config import parse_duration, parse_model, read_text
+from resilience_exporter.models import StrictModel, parse_duration
+from resilience_exporter.yamlfile import parse_model, read_text
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +82,7 @@ class WebConfigError(Exception):
     pass
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TLSServerConfig(_Strict):
+class TLSServerConfig(StrictModel):
     cert: str | None = None
     key: SecretStr | None = None
     client_ca: str | None = None
@@ -141,7 +136,7 @@ class TLSServerConfig(_Strict):
         return self
 
 
-class HTTPServerConfig(_Strict):
+class HTTPServerConfig(StrictModel):
     http2: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
 
@@ -160,7 +155,7 @@ def _rate_interval(value: object) -> float:
     return parse_duration(value)
 
 
-class RateLimit(_Strict):
+class RateLimit(StrictModel):
     interval: Annotated[float, BeforeValidator(_rate_interval)] = 0.0
     burst: int = Field(0, ge=0)
 
@@ -174,7 +169,7 @@ def _bcrypt_hash(value: SecretStr) -> SecretStr:
 BcryptHash = Annotated[SecretStr, AfterValidator(_bcrypt_hash)]
 
 
-class WebConfig(_Strict):
+class WebConfig(StrictModel):
     tls_server_config: TLSServerConfig | None = None
     http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
     basic_auth_users: dict[str, BcryptHash] = Field(default_factory=dict)

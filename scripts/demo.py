@@ -13,7 +13,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from scripts.testservers.alertmanager import AlertmanagerServer, Notification, WebhookReceiver, local_config
+from scripts.testservers.alertmanager import (
+    AlertmanagerServer,
+    Notification,
+    WebhookReceiver,
+    local_config,
+)
 from scripts.testservers.base import ServerProcess, free_port, port_open, wait_until
 from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+
 from scripts.testservers.base import free_port
 
 

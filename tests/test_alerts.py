@@ -4,7 +4,6 @@ Alertmanager config."""
 
 from __future__ import annotations
 
-import importlib
 import re
 import subprocess
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from gen_alerts import (
 )
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from resilience_exporter import families, registry
+from resilience_exporter import metricsdoc
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))
@@ -132,16 +131,13 @@ def test_inhibitions_and_routes_name_real_alerts_and_labels() -> None:
 
 
 def exported_names() -> set[str]:
-    registry.load_probe_modules()
-    for module in ("resilience_exporter.breakers", "resilience_exporter.collector"):  # families declared on import
-        importlib.import_module(module)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
     PlatformCollector(registry=process)
     GCCollector(registry=process)
     client_python = {sample.name for fam in process.collect() for sample in fam.samples}
     names = set(client_python) | {"up"}
-    for fam in families.CATALOG.values():
+    for fam in metricsdoc.load_catalog().values():
         names.add(fam.name)
         if fam.type == "histogram":
             names.update(fam.name + suffix for suffix in HISTOGRAM_SUFFIXES)

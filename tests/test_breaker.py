@@ -14,6 +14,7 @@ from resilience_exporter.config import BreakerConfig, TargetConfig
 from resilience_exporter.families import Sample
 from resilience_exporter.reasons import Failure
 from resilience_exporter.runtime import SnapshotStore, TargetRunner
+from resilience_exporter.yamlfile import ConfigError
 
 REFUSED = Failure("refused", "connection refused")
 AUTH = Failure("auth", "password authentication failed", persistent=True)
@@ -268,7 +269,7 @@ def test_the_default_base_is_clamped_to_a_shorter_cap() -> None:
 def test_invalid_breaker_blocks_are_rejected_with_file_line_and_key(
     block: str, key: str, message: str
 ) -> None:
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse(f"    breaker: {block}")
     (issue,) = caught.value.issues
     assert issue.file == "c.yml"

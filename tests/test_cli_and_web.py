@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, run_exporter
-from scripts.testservers.postgres import PostgresServer
 
 import resilience_exporter
+from scripts.testservers.postgres import PostgresServer
 
 
 def test_version() -> None:

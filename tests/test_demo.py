@@ -1,4 +1,4 @@
-"""`make demo` runs `python -m scripts.demo`: it must bring up PostgreSQL and the exporter and say where."""
+"""`make demo` (`python -m scripts.demo`) brings up the servers and the exporter, says where."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from exporter_process import Exposition
 from tests_support import http_get
+
 from scripts.testservers.base import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

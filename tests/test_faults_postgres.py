@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, up_is
+
 from scripts.testservers.base import free_port
 from scripts.testservers.postgres import PostgresServer
 

@@ -16,11 +16,12 @@ import trustme
 from aiohttp import web
 from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
-from scripts.testservers.base import free_port
 
-from resilience_exporter.config import ConfigError, parse
+from resilience_exporter.config import parse
 from resilience_exporter.healthmap import PRESETS, MappingError, apply, breaker_state
 from resilience_exporter.probes.http import HttpProbe, HttpTarget
+from resilience_exporter.yamlfile import ConfigError
+from scripts.testservers.base import free_port
 
 TOKEN = "Bearer-Secret-9d1c44"
 BASIC_USER = "actuator"
@@ -291,7 +292,7 @@ def scraped(
         _, landing, _ = exporter.get("/")
         status = exporter.stop()
         assert status == 0
-        yield m, landing, resilience_exporter.logs()
+        yield m, landing, exporter.logs()
 
 
 def up(m: Exposition, target: str) -> tuple[float | None, str]:

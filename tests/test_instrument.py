@@ -27,13 +27,13 @@ from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
-from scripts.testservers.base import ServerProcess, free_port, port_open, require_binary, wait_until
-from scripts.testservers.postgres import PostgresServer
 
 from resilience_exporter.breakers import BreakerView
 from resilience_exporter.healthmap import PRESETS, apply
 from resilience_exporter.instrument import Instrumentation
 from resilience_exporter.pools import PoolStats
+from scripts.testservers.base import ServerProcess, free_port, port_open, require_binary, wait_until
+from scripts.testservers.postgres import PostgresServer
 
 
 @pytest.fixture(scope="module")

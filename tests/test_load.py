@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
+
 from scripts.testservers.postgres import PostgresServer
 
 CONCURRENT_SCRAPES = 1000

@@ -11,6 +11,7 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from scripts.testservers.postgres import PostgresServer
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, up_is
+
 from scripts.testservers.postgres import PostgresServer
 
 

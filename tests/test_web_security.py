@@ -15,6 +15,7 @@ import bcrypt
 import pytest
 import trustme
 from exporter_process import ExporterProcess, Exposition, run_exporter
+
 from scripts.testservers.base import wait_until
 
 USER = "prometheus"

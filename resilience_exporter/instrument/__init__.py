@@ -106,9 +106,9 @@ class Instrumentation:
     # prometheus_client
 
     def collect(self) -> Iterator[Metric]:
-        from resilience_exporter.collector import families_from_samples
+        from resilience_exporter.exposition import metric_families
 
-        yield from families_from_samples(self.samples())
+        yield from metric_families(self.samples())
 
     def register(self, registry: CollectorRegistry | None = None) -> None:
         """Add the families to an application's registry (client_python's global one by

@@ -1,1 +1,1 @@
-"""One module per probe kind; each registers itself with `resilience_exporter.registry` on import."""
+"""One module (or package) per probe kind; each registers itself with `registry` on import."""

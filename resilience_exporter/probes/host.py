@@ -17,9 +17,10 @@ from typing import Literal
 import psutil
 from pydantic import Field, field_validator
 
+from resilience_exporter.classify import classify_builtin, unexplained
 from resilience_exporter.config import TargetConfig
 from resilience_exporter.families import Sample, family, sample
-from resilience_exporter.reasons import Failure, classify_builtin
+from resilience_exporter.reasons import Failure
 from resilience_exporter.registry import KindSpec, register_kind
 
 CPU_SECONDS = family(
@@ -205,7 +206,7 @@ class HostProbe:
         return ()
 
     def classify(self, exc: BaseException) -> Failure:
-        return classify_builtin(exc) or Failure("other", type(exc).__name__)
+        return classify_builtin(exc) or unexplained(exc)
 
     async def close(self) -> None:
         return None

@@ -19,10 +19,12 @@ import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from resilience_exporter import __version__
-from resilience_exporter.config import StrictModel, TargetConfig
+from resilience_exporter.classify.http import classify_http
+from resilience_exporter.config import TargetConfig
 from resilience_exporter.families import Sample, family, sample
 from resilience_exporter.healthmap import PRESETS, HealthMapping, MappingError, Preset, apply
-from resilience_exporter.reasons import Failure, ProbeError, classify_builtin
+from resilience_exporter.models import TLSClientConfig
+from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind
 from resilience_exporter.secrets import PasswordSource, Secret, remember
 
@@ -42,32 +44,6 @@ class BasicAuth(PasswordSource):
     username: str = Field(min_length=1)
 
 
-class TLSConfig(StrictModel):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _loadable(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        self.context()  # a bad file is a configuration error, not a probe failure
-        return self
-
-    def context(self) -> ssl.SSLContext:
-        try:
-            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-            if self.cert_file is not None and self.key_file is not None:
-                context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"cannot load TLS files: {exc.strerror or exc}") from None
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-
 class HttpTarget(TargetConfig):
     kind: Literal["http"]
     url: str = Field(min_length=1)
@@ -76,7 +52,7 @@ class HttpTarget(TargetConfig):
     bearer_token: Secret | None = None
     bearer_token_file: Path | None = None
     basic_auth: BasicAuth | None = None
-    tls: TLSConfig = Field(default_factory=TLSConfig)
+    tls: TLSClientConfig = Field(default_factory=TLSClientConfig)
 
     @field_validator("url")
     @classmethod
@@ -212,29 +188,7 @@ class HttpProbe:
         return [sample(PARSE_ERRORS, self.parse_errors, target=self.target.name)]
 
     def classify(self, exc: BaseException) -> Failure:
-        known = classify_builtin(exc)
-        if known is not None and not isinstance(exc, aiohttp.ClientError):
-            return known
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return Failure("tls", "TLS certificate verification failed", persistent=True)
-        if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
-            return Failure("tls", "TLS handshake failed", persistent=True)
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return Failure("dns", "name resolution failed", persistent=True)
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            cause = classify_builtin(exc.os_error)
-            return cause or Failure("refused", "cannot connect")
-        if isinstance(exc, aiohttp.ServerTimeoutError):
-            return Failure("timeout", "timed out")
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            # Also how a server that wants a client certificate turns one away under TLS 1.3:
-            # the handshake completes on the client's side before the server hangs up.
-            return Failure("other", "the server closed the connection without an answer")
-        if isinstance(exc, aiohttp.ClientResponseError):
-            return Failure("protocol", type(exc).__name__)
-        if known is not None:
-            return known
-        return Failure("other", type(exc).__name__)
+        return classify_http(exc)
 
     async def close(self) -> None:
         # The breaker closes the probe while open and opens it again for a trial: the next

@@ -20,12 +20,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from pydantic import Field, field_validator, model_validator
 
-from resilience_exporter.config import StrictModel, TargetConfig
+from resilience_exporter.abandon import Abandoner
+from resilience_exporter.classify.postgres import classify_pgbouncer
+from resilience_exporter.config import TargetConfig
 from resilience_exporter.families import Sample, family, sample
-from resilience_exporter.probes.postgres import classify_postgres
-from resilience_exporter.reasons import Failure, ProbeError, Reason
+from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
+from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind
-from resilience_exporter.secrets import PasswordSource, remember
+from resilience_exporter.secrets import PasswordSource
 
 _POOL_LABELS = ("target", "database", "user")
 _DB_LABELS = ("target", "database")
@@ -140,25 +142,7 @@ _STATS: tuple[tuple[str, Any, float], ...] = (
 ADMIN_DATABASE = "pgbouncer"
 
 
-def _dsn_without_password(data: Any, what: str) -> Any:
-    """Move a password written inside `dsn` into `password`, so the DSN can be shown."""
-    if not isinstance(data, dict) or not isinstance(data.get("dsn"), str):
-        return data
-    try:
-        params = conninfo_to_dict(data["dsn"])
-    except psycopg.ProgrammingError:
-        # The message of this error may quote the DSN, password included.
-        raise ValueError(f"{what} is not a valid PostgreSQL URL or conninfo string") from None
-    password = params.pop("password", None)
-    if password is None:
-        return data
-    if data.get("password") is not None or data.get("password_file") is not None:
-        raise ValueError(f"the {what} holds a password: remove it or the password key")
-    remember(str(password))
-    return {**data, "dsn": make_conninfo("", **params), "password": str(password)}
-
-
-class CheckDatabase(StrictModel, PasswordSource):
+class CheckDatabase(PasswordSource):
     """A database to reach through PgBouncer; user and password default to the target's."""
 
     name: str = Field(min_length=1)
@@ -173,7 +157,7 @@ class PgBouncerTarget(TargetConfig, PasswordSource):
     @model_validator(mode="before")
     @classmethod
     def _password_out_of_dsn(cls, data: Any) -> Any:
-        return _dsn_without_password(data, "dsn")
+        return password_out_of_dsn(data)
 
     @field_validator("check_databases", mode="before")
     @classmethod
@@ -202,38 +186,7 @@ class PgBouncerTarget(TargetConfig, PasswordSource):
         return self
 
     def describe(self) -> str:
-        params = conninfo_to_dict(self.dsn)
-        host = params.get("host", "localhost")
-        port = params.get("port", "6432")
-        return f"pgbouncer {params.get('user', '')}@{host}:{port}"
-
-
-_MESSAGE_REASONS: tuple[tuple[str, Reason, bool], ...] = (
-    ("query_wait_timeout", "timeout", False),
-    # PgBouncer could not log in to the server (down, or refusing the credentials): its
-    # log says which. Clients are turned away at once until server_login_retry passes.
-    ("server login has been failing", "refused", False),
-    ("pgbouncer cannot connect to server", "refused", False),
-    ("no more connections allowed", "too_many_connections", False),
-    ("not allowed", "auth", True),  # not in admin_users/stats_users
-    ("no such user", "auth", True),
-    ("no such database", "other", True),
-    ("database paused", "other", False),
-)
-
-
-def classify_pgbouncer(exc: BaseException) -> Failure:
-    if isinstance(exc, psycopg.Error):
-        text = str(exc).lower()
-        for needle, reason, persistent in _MESSAGE_REASONS:
-            if needle in text:
-                return Failure(reason, _last_line(exc), persistent)
-    return classify_postgres(exc)
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[-1].strip() if lines else type(exc).__name__
+        return f"pgbouncer {endpoint(self.dsn, default_port='6432')}"
 
 
 def _number(row: Mapping[str, Any], column: str) -> float:
@@ -252,22 +205,19 @@ class PgBouncerProbe:
     def __init__(self, target: PgBouncerTarget) -> None:
         self.target = target
         self._admin: psycopg.AsyncConnection[DictRow] | None = None
-        # Checks that overran their budget and are still being cancelled, by database.
-        self._lingering: dict[str, asyncio.Task[None]] = {}
+        # By database: a check that overran its budget and is still being cancelled.
+        self._checks: dict[str, Abandoner] = {}
 
     # --- connections --------------------------------------------------------------------
     def _kwargs(self, password: str | None, application_name: str) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            # The console understands only the simple query protocol; in transaction
-            # pooling, named prepared statements would not survive a server change.
-            "prepare_threshold": None,
-            # libpq's connect_timeout has a floor of 2 seconds.
-            "connect_timeout": max(2, round(self.target.timeout_seconds)),
-            "application_name": application_name,
-        }
-        if password is not None:
-            kwargs["password"] = password
+        kwargs = connection_kwargs(
+            timeout=self.target.timeout_seconds,
+            application_name=application_name,
+            password=password,
+        )
+        # The console understands only the simple query protocol; in transaction pooling,
+        # named prepared statements would not survive a server change.
+        kwargs["prepare_threshold"] = None
         return kwargs
 
     async def _admin_connection(self) -> psycopg.AsyncConnection[DictRow]:
@@ -344,28 +294,23 @@ class PgBouncerProbe:
     async def _check(self, database: CheckDatabase) -> Sample:
         """`SELECT 1` through PgBouncer; never raises: the outcome is the sample.
 
-        A check that overruns its budget is cancelled and left to finish in the background:
-        psycopg then asks the server to cancel the query and waits for it, which a hung
-        database never acknowledges. Until it has finished, that database is not checked again.
+        A check that overruns its budget is abandoned (left to finish in the background):
+        until it has finished, that database is not checked again.
         """
-        previous = self._lingering.get(database.name)
-        if previous is not None and not previous.done():
+        check = self._checks.get(database.name)
+        if check is None:
+            # Leave part of the target's timeout for the console queries that run alongside.
+            budget = self.target.timeout_seconds * 0.8
+            check = self._checks[database.name] = Abandoner(timeout=budget)
+        if check.busy:
             return self._database_up(database, "timeout")
-        # Leave part of the target's timeout for the console queries that run alongside.
-        budget = self.target.timeout_seconds * 0.8
-        task = asyncio.create_task(self._select_one(database), name=f"check:{database.name}")
         try:
-            done, _ = await asyncio.wait({task}, timeout=budget)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if not done:
-            task.cancel()
-            task.add_done_callback(_consume_outcome)
-            self._lingering[database.name] = task
+            await check.run(self._select_one(database), name=f"check:{database.name}")
+        except TimeoutError:
             return self._database_up(database, "timeout")
-        exc = task.exception()
-        return self._database_up(database, classify_pgbouncer(exc).reason if exc else "")
+        except Exception as exc:  # the database's trouble is the sample's reason
+            return self._database_up(database, classify_pgbouncer(exc).reason)
+        return self._database_up(database, "")
 
     async def _select_one(self, database: CheckDatabase) -> None:
         params = conninfo_to_dict(self.target.dsn)
@@ -401,15 +346,9 @@ class PgBouncerProbe:
         return classify_pgbouncer(exc)
 
     async def close(self) -> None:
-        for task in self._lingering.values():
-            task.cancel()
-        self._lingering.clear()
         await self._discard_admin()
-
-
-def _consume_outcome(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+        checks, self._checks = self._checks, {}
+        await asyncio.gather(*(check.cancel() for check in checks.values()))
 
 
 def _create(target: PgBouncerTarget) -> PgBouncerProbe:

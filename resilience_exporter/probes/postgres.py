@@ -12,18 +12,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
 
 import psycopg
-import psycopg.errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import Field, model_validator
 
+from resilience_exporter.classify.postgres import classify_postgres
 from resilience_exporter.config import PoolConfig, TargetConfig
 from resilience_exporter.families import Sample, family, sample
 from resilience_exporter.pools import PoolStats, PoolTimings, pool_samples
-from resilience_exporter.reasons import Failure, ProbeError, Reason, classify_builtin
+from resilience_exporter.probes._common import ConnectObserver
+from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
+from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind
-from resilience_exporter.secrets import PasswordSource, remember
+from resilience_exporter.secrets import PasswordSource
 
 CONNECTIONS = family(
     "resilience_postgres_connections",
@@ -88,108 +90,22 @@ class PostgresTarget(TargetConfig, PasswordSource):
     @model_validator(mode="before")
     @classmethod
     def _password_out_of_dsn(cls, data: Any) -> Any:
-        """Move a password written inside the DSN into the secret, so the DSN can be shown."""
-        if not isinstance(data, dict) or not isinstance(data.get("dsn"), str):
-            return data
-        try:
-            params = conninfo_to_dict(data["dsn"])
-        except psycopg.ProgrammingError:
-            # The message of this error may quote the DSN, password included.
-            raise ValueError("dsn is not a valid PostgreSQL URL or conninfo string") from None
-        password = params.pop("password", None)
-        if password is None:
-            return data
-        if data.get("password") is not None or data.get("password_file") is not None:
-            raise ValueError("the dsn holds a password: remove it or the password key")
-        remember(str(password))
-        return {**data, "dsn": make_conninfo("", **params), "password": str(password)}
+        return password_out_of_dsn(data)
 
     def describe(self) -> str:
-        params = conninfo_to_dict(self.dsn)
-        host = params.get("host", "localhost")
-        port = params.get("port", "5432")
-        return f"postgres {params.get('user', '')}@{host}:{port}/{params.get('dbname', '')}"
+        dbname = conninfo_to_dict(self.dsn).get("dbname", "")
+        return f"postgres {endpoint(self.dsn, default_port='5432')}/{dbname}"
 
 
-class _ConnectObserver:
-    """Sees every connection attempt the pool makes, which the pool itself does not report:
-    a `PoolTimeout` alone cannot tell a refused connection from bad credentials."""
+def _observed_connection_class(
+    observer: ConnectObserver,
+) -> type[psycopg.AsyncConnection[TupleRow]]:
+    class ObservedConnection(psycopg.AsyncConnection[TupleRow]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            return await observer.observe(super().connect(conninfo, **kwargs))
 
-    def __init__(self, timings: PoolTimings) -> None:
-        self.timings = timings
-        self._last_error: tuple[float, BaseException] | None = None
-
-    def error_since(self, moment: float) -> BaseException | None:
-        """The latest failed attempt, if it failed after `moment` (a monotonic time)."""
-        if self._last_error is not None and self._last_error[0] >= moment:
-            return self._last_error[1]
-        return None
-
-    def connection_class(self) -> type[psycopg.AsyncConnection[TupleRow]]:
-        observer = self
-
-        class ObservedConnection(psycopg.AsyncConnection[TupleRow]):
-            @classmethod
-            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-                start = time.perf_counter()
-                try:
-                    conn = await super().connect(conninfo, **kwargs)
-                except BaseException as exc:
-                    observer._last_error = (time.monotonic(), exc)
-                    raise
-                observer.timings.connect.observe(time.perf_counter() - start)
-                return conn
-
-        return ObservedConnection
-
-
-_MESSAGE_REASONS: tuple[tuple[str, Reason, bool], ...] = (
-    ("password authentication failed", "auth", True),
-    ("no password supplied", "auth", True),
-    ("authentication failed", "auth", True),
-    ("pg_hba.conf", "auth", True),
-    ('role "', "auth", True),  # role "x" does not exist
-    ("does not exist", "other", True),  # database "x" does not exist
-    ("too many clients", "too_many_connections", False),
-    ("remaining connection slots", "too_many_connections", False),
-    ("connection refused", "refused", False),
-    ("no such file or directory", "refused", False),  # Unix socket not there
-    ("could not translate host name", "dns", True),
-    ("name or service not known", "dns", True),
-    ("temporary failure in name resolution", "dns", False),
-    ("timeout expired", "timeout", False),
-    ("ssl", "tls", True),
-    ("certificate", "tls", True),
-)
-
-_SQLSTATE_REASONS: Mapping[type[psycopg.Error], tuple[Reason, bool]] = {
-    psycopg.errors.InvalidPassword: ("auth", True),
-    psycopg.errors.InvalidAuthorizationSpecification: ("auth", True),
-    psycopg.errors.InvalidCatalogName: ("other", True),
-    psycopg.errors.TooManyConnections: ("too_many_connections", False),
-    psycopg.errors.QueryCanceled: ("timeout", False),
-    psycopg.errors.InsufficientPrivilege: ("auth", True),
-}
-
-
-def classify_postgres(exc: BaseException) -> Failure:
-    for error_class, (reason, persistent) in _SQLSTATE_REASONS.items():
-        if isinstance(exc, error_class):
-            return Failure(reason, _first_line(exc), persistent)
-    if isinstance(exc, psycopg.OperationalError):
-        text = str(exc).lower()
-        for needle, reason, persistent in _MESSAGE_REASONS:
-            if needle in text:
-                return Failure(reason, _first_line(exc), persistent)
-        return Failure("other", _first_line(exc))
-    if isinstance(exc, psycopg.InterfaceError | psycopg.DataError):
-        return Failure("protocol", _first_line(exc))
-    return classify_builtin(exc) or Failure("other", type(exc).__name__)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[-1].strip() if lines else type(exc).__name__
+    return ObservedConnection
 
 
 _Pool = AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]
@@ -204,7 +120,7 @@ class PostgresProbe:
     def __init__(self, target: PostgresTarget) -> None:
         self.target = target
         self.timings = PoolTimings()
-        self._observer = _ConnectObserver(self.timings)
+        self._observer = ConnectObserver(self.timings)
         self._started = time.monotonic()
         self._closed_pools_stats = dict.fromkeys(_CUMULATIVE_STATS, 0)
         self.pool: _Pool = self._new_pool()
@@ -221,22 +137,19 @@ class PostgresProbe:
             # Give up reconnecting quickly: the next probe asks again, so a long outage does
             # not leave the pool in a long back-off after the server is back.
             reconnect_timeout=timeout,
-            connection_class=self._observer.connection_class(),
+            connection_class=_observed_connection_class(self._observer),
             kwargs=self._connection_kwargs,
         )
 
     def _connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "application_name": "resilience-exporter",
-            # libpq's connect_timeout has a floor of 2 seconds.
-            "connect_timeout": max(2, round(self.target.timeout_seconds)),
-            # If the exporter is cancelled mid-query, the server gives up too.
-            "options": f"-c statement_timeout={int(self.target.timeout_seconds * 1000)}",
-        }
-        password = self.target.resolve_password()
-        if password is not None:
-            kwargs["password"] = password
+        timeout = self.target.timeout_seconds
+        kwargs = connection_kwargs(
+            timeout=timeout,
+            application_name="resilience-exporter",
+            password=self.target.resolve_password(),
+        )
+        # If the exporter is cancelled mid-query, the server gives up too.
+        kwargs["options"] = f"-c statement_timeout={int(timeout * 1000)}"
         return kwargs
 
     async def open(self) -> None:
