@@ -47,7 +47,7 @@ docs: install
 
 # Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml.
 alerts: install
-	$(PY) scripts/gen_alerts.py
+	$(PY) -m alerts.generate
 
 # Renders grafana/dashboards/*.json with grafana/generate.py (thresholds from
 # alerts/thresholds.yml) and copies them into the Helm chart.

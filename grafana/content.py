@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gen_alerts import Thresholds
-
+from alerts.thresholds import Thresholds
 from grafana.spec import RATE, SCRAPE, Dashboard, Panel, Query, Row, Threshold
 
 TARGET = 'target=~"$target"'

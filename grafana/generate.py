@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gen_alerts import Thresholds, load_thresholds, runbook_anchor
 from grafana_foundation_sdk.builders import (
     bargauge,
     common,
@@ -35,6 +34,7 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
+from alerts.thresholds import Thresholds, load_thresholds, runbook_anchor
 from grafana import content, spec
 
 GRAFANA_DIR = Path(__file__).resolve().parent
