@@ -1,4 +1,4 @@
-"""Generate grafana/dashboards/*.json from grafana/content.py with grafana-foundation-sdk.
+"""Generate grafana/dashboards/*.json from grafana/boards/ with grafana-foundation-sdk.
 
     python3 -m grafana.generate            # rewrite grafana/dashboards/*.json
     python3 -m grafana.generate --check    # exit 1 if they differ from the generator's output
@@ -35,7 +35,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
 from alerts.thresholds import Thresholds, load_thresholds, runbook_anchor
-from grafana import content, spec
+from grafana import boards, spec
 
 GRAFANA_DIR = Path(__file__).resolve().parent
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
@@ -300,14 +300,14 @@ def build(
 def render(thresholds: Thresholds | None = None) -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
     thresholds = thresholds or load_thresholds()
-    boards = content.dashboards(thresholds)
-    uids = [board.uid for board in boards]
+    dashboards = boards.dashboards(thresholds)
+    uids = [board.uid for board in dashboards]
     if len(set(uids)) != len(uids):
         raise DashboardError(f"duplicate dashboard uids: {uids}")
     return {
-        board.file_name: json.dumps(build(board, boards, thresholds), indent=2, sort_keys=True)
+        board.file_name: json.dumps(build(board, dashboards, thresholds), indent=2, sort_keys=True)
         + "\n"
-        for board in boards
+        for board in dashboards
     }
 
 
