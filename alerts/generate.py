@@ -28,7 +28,6 @@ from alerts.thresholds import (
     Thresholds,
     expect_mapping,
     load_thresholds,
-    runbook_anchor,
 )
 
 TEMPLATES_DIR = ALERTS_DIR / "templates"
@@ -71,8 +70,7 @@ def _render_alert(rule: dict[str, Any], thresholds: Thresholds, where: str) -> d
     for key in ("summary", "description"):
         if not str(annotations.get(key, "")).strip():
             raise AlertRulesError(f"{where}: {name}: the {key} annotation is missing")
-    base = str(thresholds.settings["runbook_base_url"])
-    annotations["runbook_url"] = f"{base}#{runbook_anchor(name)}"
+    annotations["runbook_url"] = thresholds.runbook_url(name)
     unknown = set(rule) - {"alert", "expr", "labels", "annotations"}
     if unknown:
         raise AlertRulesError(f"{where}: {name}: unexpected keys {sorted(unknown)}")

@@ -28,6 +28,11 @@ class Thresholds:
     settings: Mapping[str, Any]
     alerts: Mapping[str, Mapping[str, Any]]
 
+    def runbook_url(self, alert: str) -> str:
+        """The alert's entry in the published docs/runbooks.md: the rules' runbook_url
+        annotation and the dashboards' runbook links must agree on it."""
+        return f"{self.settings['runbook_base_url']}#{runbook_anchor(alert)}"
+
 
 def expect_mapping(value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):

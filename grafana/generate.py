@@ -34,7 +34,7 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
-from alerts.thresholds import Thresholds, load_thresholds, runbook_anchor
+from alerts.thresholds import Thresholds, load_thresholds
 from grafana import boards, spec
 
 GRAFANA_DIR = Path(__file__).resolve().parent
@@ -64,10 +64,6 @@ def threshold_value(thresholds: Thresholds, threshold: spec.Threshold) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DashboardError(f"{threshold.alert}.{threshold.key} is not a number: {value!r}")
     return float(value)
-
-
-def runbook_url(thresholds: Thresholds, alert: str) -> str:
-    return f"{thresholds.settings['runbook_base_url']}#{runbook_anchor(alert)}"
 
 
 def description(panel: spec.Panel, thresholds: Thresholds) -> str:
@@ -210,7 +206,7 @@ def build_panel(panel: spec.Panel, panel_id: int, thresholds: Thresholds) -> Pan
     links: list[Builder[model.DashboardLink]] = [
         builder.DashboardLink(f"Runbook: {alert}")
         .type(model.DashboardLinkType.LINK)
-        .url(runbook_url(thresholds, alert))
+        .url(thresholds.runbook_url(alert))
         .target_blank(True)
         for alert in panel.runbook_alerts()
     ]
