@@ -18,7 +18,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         file_name="breakers.json",
         description="The exporter's own breakers (source=exporter) and applications' "
         "(source = application): state, transitions, rejected calls, failure ratio.",
-        target_selector='resilience_up{job=~"$job", instance=~"$instance"}',
+        target_selector="resilience_up" + sel(),
         rows=(
             Row(
                 title="State",

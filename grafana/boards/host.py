@@ -17,7 +17,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         file_name="host.json",
         description="The host the exporter runs on: CPU, memory, filesystems, network, file "
         "descriptors.",
-        target_selector='resilience_up{job=~"$job", instance=~"$instance"}',
+        target_selector="resilience_up" + sel(),
         rows=(
             Row(
                 title="CPU and load",

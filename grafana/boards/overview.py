@@ -16,7 +16,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         file_name="overview.json",
         description="Every target's up state, circuit breakers, the most saturated pools, "
         "firing alerts.",
-        target_selector='resilience_up{job=~"$job", instance=~"$instance"}',
+        target_selector="resilience_up" + sel(),
         rows=(
             Row(
                 title="Targets",
@@ -45,7 +45,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         kind="stat",
                         queries=(
                             Query(
-                                expr='sum(up{job=~"$job", instance=~"$instance"})',
+                                expr=f"sum(up{sel()})",
                                 legend="scraped",
                             ),
                         ),

@@ -17,7 +17,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         file_name="pgbouncer.json",
         description="PgBouncer poolers: clients and servers by state, waits, the databases "
         "behind them, traffic.",
-        target_selector='resilience_up{job=~"$job", instance=~"$instance", kind="pgbouncer"}',
+        target_selector="resilience_up" + sel(kind),
         rows=(
             Row(
                 title="Availability",

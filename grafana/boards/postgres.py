@@ -26,7 +26,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         file_name="postgres.json",
         description="PostgreSQL servers probed by the exporter: latency, the exporter's pool, "
         "server connection slots, long transactions.",
-        target_selector='resilience_up{job=~"$job", instance=~"$instance", kind="postgres"}',
+        target_selector="resilience_up" + sel(kind),
         rows=(
             Row(title="Availability", panels=(up_stat(kind), probe_errors(kind))),
             Row(title="Probe latency", panels=probe_latency(kind)),

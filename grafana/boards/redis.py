@@ -17,7 +17,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         file_name="redis.json",
         description="Redis servers: PING latency, clients, memory, evictions, hit ratio, "
         "replication and Sentinel.",
-        target_selector='resilience_up{job=~"$job", instance=~"$instance", kind="redis"}',
+        target_selector="resilience_up" + sel(kind),
         rows=(
             Row(
                 title="Availability and latency",
