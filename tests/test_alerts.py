@@ -10,21 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gen_alerts
 import promql_parser
 import pytest
 import yaml
-from gen_alerts import (
-    ALERTS_DIR,
-    RULES_SUFFIX,
-    AlertRulesError,
-    load_thresholds,
-    render,
-    runbook_anchor,
-    stale_files,
-)
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from alerts import generate
+from alerts.generate import RULES_SUFFIX, render, stale_files
+from alerts.thresholds import ALERTS_DIR, AlertRulesError, load_thresholds, runbook_anchor
 from resilience_exporter import metricsdoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,13 +255,13 @@ def test_templates_and_thresholds_must_agree(tmp_path: Path) -> None:
 def test_generator_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "rules"
     out.mkdir()
-    assert gen_alerts.main(["--out", str(out), "--check"]) == 1
-    assert gen_alerts.main(["--out", str(out)]) == 0
-    assert gen_alerts.main(["--out", str(out), "--check"]) == 0
+    assert generate.main(["--out", str(out), "--check"]) == 1
+    assert generate.main(["--out", str(out)]) == 0
+    assert generate.main(["--out", str(out), "--check"]) == 0
     (out / "old.rules.yml").write_text("groups: []\n")
-    assert gen_alerts.main(["--out", str(out), "--check"]) == 1
+    assert generate.main(["--out", str(out), "--check"]) == 1
     assert "old.rules.yml is out of date" in capsys.readouterr().err
     overrides = tmp_path / "mine.yml"
     overrides.write_text("alerts: {ResilienceTargetDown: {for: 1m, typo: 1}}\n")
-    assert gen_alerts.main(["--out", str(out), "--overrides", str(overrides)]) == 2
+    assert generate.main(["--out", str(out), "--overrides", str(overrides)]) == 2
     assert "alerts.ResilienceTargetDown.typo is not a known key" in capsys.readouterr().err

@@ -23,9 +23,10 @@ import pytest
 from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess
-from gen_alerts import load_thresholds, render, write_rules
 from http_app import BackgroundApp
 
+from alerts.generate import render, write_rules
+from alerts.thresholds import load_thresholds
 from grafana import generate, render_previews
 from scripts.testservers.base import ServerError, wait_until
 from scripts.testservers.pgbouncer import PgBouncerServer

@@ -23,12 +23,12 @@ import helm_python
 import jsonschema
 import kubernetes_validate
 import pytest
-import sync_chart_assets
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
 import resilience_exporter
 from resilience_exporter import config as exporter_config
+from scripts import sync_chart_assets
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "resilience-exporter"

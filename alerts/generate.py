@@ -5,9 +5,9 @@ the generator fills them from the thresholds, gives every alert its `for:` and i
 `runbook_url`, checks that each alert is complete (severity, summary, description), and
 refuses placeholders or thresholds that don't match.
 
-    python3 scripts/gen_alerts.py                      # rewrite alerts/*.rules.yml
-    python3 scripts/gen_alerts.py --check              # exit 1 if they are out of date
-    python3 scripts/gen_alerts.py --overrides mine.yml --out /etc/prometheus/rules/
+    python3 -m alerts.generate                      # rewrite alerts/*.rules.yml
+    python3 -m alerts.generate --check              # exit 1 if they are out of date
+    python3 -m alerts.generate --overrides mine.yml --out /etc/prometheus/rules/
 """
 
 from __future__ import annotations
@@ -16,92 +16,24 @@ import argparse
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-ALERTS_DIR = ROOT / "alerts"
+from alerts.thresholds import (
+    ALERTS_DIR,
+    THRESHOLDS_FILE,
+    AlertRulesError,
+    Thresholds,
+    expect_mapping,
+    load_thresholds,
+)
+
 TEMPLATES_DIR = ALERTS_DIR / "templates"
-THRESHOLDS_FILE = ALERTS_DIR / "thresholds.yml"
 SEVERITIES = ("critical", "warning", "info")
 RULES_SUFFIX = ".rules.yml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\}")
-DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
-
-
-class AlertRulesError(ValueError):
-    """A template, the thresholds or an override file is inconsistent."""
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    settings: Mapping[str, Any]
-    alerts: Mapping[str, Mapping[str, Any]]
-
-
-def _mapping(value: object, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise AlertRulesError(f"{where}: expected a mapping")
-    return value
-
-
-def load_thresholds(
-    path: Path = THRESHOLDS_FILE, overrides: Mapping[str, Any] | None = None
-) -> Thresholds:
-    """The thresholds file, with `overrides` (same shape, only known keys) laid over it."""
-    data = _mapping(yaml.safe_load(path.read_text()), str(path))
-    _only_keys(data, str(path))
-    settings = dict(_mapping(data.get("settings", {}), f"{path}: settings"))
-    alerts = {
-        name: dict(_mapping(values, f"{path}: alerts.{name}"))
-        for name, values in _mapping(data.get("alerts", {}), f"{path}: alerts").items()
-    }
-    if overrides:
-        _apply_overrides(settings, alerts, _mapping(dict(overrides), "overrides"))
-    for name, values in alerts.items():
-        for key, value in values.items():
-            _check_value(f"alerts.{name}.{key}", value, duration=key == "for")
-    return Thresholds(settings=settings, alerts=alerts)
-
-
-def _only_keys(data: Mapping[str, Any], where: str) -> None:
-    extra = set(data) - {"settings", "alerts"}
-    if extra:
-        raise AlertRulesError(f"{where}: unknown keys {sorted(extra)}")
-
-
-def _apply_overrides(
-    settings: dict[str, Any], alerts: dict[str, dict[str, Any]], over: Mapping[str, Any]
-) -> None:
-    _only_keys(over, "overrides")
-    for key, value in _mapping(over.get("settings", {}), "overrides: settings").items():
-        if key not in settings:
-            raise AlertRulesError(f"overrides: settings.{key} is not a known setting")
-        settings[key] = value
-    for name, values in _mapping(over.get("alerts", {}), "overrides: alerts").items():
-        if name not in alerts:
-            raise AlertRulesError(f"overrides: alerts.{name} is not a known alert")
-        for key, value in _mapping(values, f"overrides: alerts.{name}").items():
-            if key not in alerts[name]:
-                raise AlertRulesError(f"overrides: alerts.{name}.{key} is not a known key")
-            alerts[name][key] = value
-
-
-def _check_value(where: str, value: object, *, duration: bool) -> None:
-    """Thresholds land inside PromQL: only numbers and durations are accepted."""
-    if duration or isinstance(value, str):
-        if not DURATION.match(str(value)):
-            raise AlertRulesError(f"{where}: {value!r} is not a Prometheus duration")
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise AlertRulesError(f"{where}: {value!r} is not a number")
-
-
-def runbook_anchor(alert: str) -> str:
-    """The anchor GitHub gives the heading `## <alert>` in docs/runbooks.md."""
-    return alert.lower()
 
 
 class _Substituter:
@@ -138,8 +70,7 @@ def _render_alert(rule: dict[str, Any], thresholds: Thresholds, where: str) -> d
     for key in ("summary", "description"):
         if not str(annotations.get(key, "")).strip():
             raise AlertRulesError(f"{where}: {name}: the {key} annotation is missing")
-    base = str(thresholds.settings["runbook_base_url"])
-    annotations["runbook_url"] = f"{base}#{runbook_anchor(name)}"
+    annotations["runbook_url"] = thresholds.runbook_url(name)
     unknown = set(rule) - {"alert", "expr", "labels", "annotations"}
     if unknown:
         raise AlertRulesError(f"{where}: {name}: unexpected keys {sorted(unknown)}")
@@ -185,7 +116,7 @@ def render(
     seen_alerts: set[str] = set()
     for template in sorted(templates_dir.glob("*.yml")):
         where = str(template.relative_to(templates_dir.parent.parent))
-        doc = _mapping(yaml.safe_load(substitute(template.read_text(), where)), where)
+        doc = expect_mapping(yaml.safe_load(substitute(template.read_text(), where)), where)
         rules: list[dict[str, Any]] = []
         for rule in doc.get("rules") or []:
             if "alert" in rule:
@@ -196,7 +127,7 @@ def render(
         group = {"name": doc["group"], "rules": rules}
         body = yaml.dump(_clean({"groups": [group]}), Dumper=_Dumper, sort_keys=False, width=10_000)
         header = (
-            f"# Generated by scripts/gen_alerts.py (`make alerts`) from {where} and\n"
+            f"# Generated by `python3 -m alerts.generate` (`make alerts`) from {where} and\n"
             "# alerts/thresholds.yml: edit those, not this file.\n"
         )
         rendered[template.stem + RULES_SUFFIX] = header + body
@@ -247,13 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = yaml.safe_load(args.overrides.read_text()) if args.overrides else None
         rendered = render(load_thresholds(args.thresholds, overrides))
     except (AlertRulesError, OSError, yaml.YAMLError) as err:
-        print(f"gen_alerts: {err}", file=sys.stderr)
+        print(f"alerts.generate: {err}", file=sys.stderr)
         return 2
     if args.check:
         stale = stale_files(args.out, rendered)
         for name in stale:
             print(
-                f"gen_alerts: {args.out / name} is out of date: run `make alerts`", file=sys.stderr
+                f"alerts.generate: {args.out / name} is out of date: run `make alerts`",
+                file=sys.stderr,
             )
         return 1 if stale else 0
     write_rules(args.out, rendered)
