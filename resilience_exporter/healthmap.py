@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import jmespath
 import jmespath.exceptions
@@ -331,16 +331,24 @@ def _apply(mapping: HealthMapping, document: Any) -> MappedHealth:
         raise MappingError(f"the document fails the mapping's check `{mapping.check}`")
     breakers: dict[str, BreakerView] = {}
     if mapping.breakers is not None:
-        for index, item in enumerate(_items(document, mapping.breakers.items, "breakers")):
-            name, view = _breaker(item, mapping.breakers, index)
-            if name in breakers:
-                raise MappingError(f"breaker {name!r} reported twice")
-            breakers[name] = view
+        breakers = _by_name(document, mapping.breakers, _breaker, "breaker")
     pools: dict[str, PoolStats] = {}
     if mapping.pools is not None:
-        for index, item in enumerate(_items(document, mapping.pools.items, "pools")):
-            name, stats = _pool(item, mapping.pools, index)
-            if name in pools:
-                raise MappingError(f"pool {name!r} reported twice")
-            pools[name] = stats
+        pools = _by_name(document, mapping.pools, _pool, "pool")
     return MappedHealth(breakers, pools)
+
+
+M = TypeVar("M", BreakersMapping, PoolsMapping)
+V = TypeVar("V")
+
+
+def _by_name(
+    document: Any, mapping: M, read: Callable[[_Item, M, int], tuple[str, V]], what: str
+) -> dict[str, V]:
+    found: dict[str, V] = {}
+    for index, item in enumerate(_items(document, mapping.items, f"{what}s")):
+        name, value = read(item, mapping, index)
+        if name in found:
+            raise MappingError(f"{what} {name!r} reported twice")
+        found[name] = value
+    return found

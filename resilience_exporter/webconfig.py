@@ -82,6 +82,13 @@ class WebConfigError(Exception):
     pass
 
 
+def _only_known(names: list[str], known: Mapping[str, str], what: str) -> list[str]:
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"{what}: {', '.join(unknown)}")
+    return names
+
+
 class TLSServerConfig(StrictModel):
     cert: str | None = None
     key: SecretStr | None = None
@@ -100,18 +107,12 @@ class TLSServerConfig(StrictModel):
     @field_validator("cipher_suites")
     @classmethod
     def _known_suites(cls, suites: list[str]) -> list[str]:
-        unknown = [s for s in suites if s not in _CIPHER_SUITES]
-        if unknown:
-            raise ValueError(f"unsupported cipher suites: {', '.join(unknown)}")
-        return suites
+        return _only_known(suites, _CIPHER_SUITES, "unsupported cipher suites")
 
     @field_validator("curve_preferences")
     @classmethod
     def _known_curves(cls, curves: list[str]) -> list[str]:
-        unknown = [c for c in curves if c not in _CURVES]
-        if unknown:
-            raise ValueError(f"unsupported curves: {', '.join(unknown)}")
-        return curves
+        return _only_known(curves, _CURVES, "unsupported curves")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -253,3 +253,26 @@ def test_any_document_loads_or_gets_a_clean_config_error(document: dict[str, obj
 def test_any_text_loads_or_gets_a_clean_config_error(text: str) -> None:
     issues = load_issues(text)
     assert issues is None or len(issues) > 0
+
+
+def test_module_targets_get_the_same_defaults_as_configured_targets() -> None:
+    text = """\
+defaults: {interval: 20s, timeout: 4s}
+targets:
+  - {name: db, kind: postgres, dsn: 'postgresql://m@db/postgres', breaker: {window: 10}}
+modules:
+  pg:
+    kind: postgres
+    dsn: postgresql://m@{address}/postgres
+    breaker: {consecutive_failures: 1}
+    allow: [10.0.0.0/8]
+"""
+    cfg = config.parse(text, "c.yml", env={})
+    from_module = cfg.modules["pg"].target("10.1.2.3:5432")
+    (configured,) = cfg.targets
+    for target in (configured, from_module):
+        assert target.interval_seconds == 20
+        assert target.timeout_seconds == 4
+        assert target.breaker.backoff_base_seconds == 20
+    assert from_module.name == "10.1.2.3:5432"
+    assert from_module.breaker.consecutive_failures == 1
