@@ -48,6 +48,7 @@ modules:
     kind: postgres
     dsn: postgresql://{MONITOR_USER}@{{address}}/postgres
     breaker: {{consecutive_failures: 1}}
+    timeout: 1s
     allow: [127.0.0.1/32]
 """
     workdir = tmp_path_factory.mktemp("probe")

@@ -22,6 +22,8 @@ SQLSTATE_REASONS: Mapping[type[psycopg.Error], tuple[Reason, bool]] = {
     psycopg.errors.InvalidAuthorizationSpecification: ("auth", True),
     psycopg.errors.InvalidCatalogName: ("other", True),
     psycopg.errors.TooManyConnections: ("too_many_connections", False),
+    # "the database system is starting up / shutting down": not accepting connections now.
+    psycopg.errors.CannotConnectNow: ("refused", False),
     psycopg.errors.QueryCanceled: ("timeout", False),
     psycopg.errors.InsufficientPrivilege: ("auth", True),
 }

@@ -166,14 +166,22 @@ class PostgresProbe:
         # The connection goes back to the pool it came from, even if a new one replaced it
         # meanwhile (a probe abandoned at its timeout finishes in the background).
         pool = self.pool
-        with self.timings.timing_acquire():
-            conn = await pool.getconn()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(SATURATION_SQL)
-                row = await cur.fetchone()
-        finally:
-            await pool.putconn(conn)
+        # A pooled connection the server dropped while it sat idle (a restart, a shutdown in
+        # progress) is replaced once, at once, as the Redis probe does: the probe reports
+        # the server's state, not the stale connection's.
+        for last_try in (False, True):
+            with self.timings.timing_acquire():
+                conn = await pool.getconn()
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(SATURATION_SQL)
+                    row = await cur.fetchone()
+                break
+            except psycopg.OperationalError:
+                if last_try or not conn.broken:
+                    raise
+            finally:
+                await pool.putconn(conn)
         if row is None:
             raise ProbeError("protocol", "saturation query returned no row")
         max_connections, reserved, oldest_xact, oldest_idle_xact, by_state = row
