@@ -16,7 +16,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 RUN python -m venv /opt/resilience-exporter
 COPY pyproject.toml README.md ./
-COPY exporter ./exporter
+COPY resilience_exporter ./resilience_exporter
 # psycopg[binary] ships libpq in its wheel: no compiler or libpq-dev needed.
 RUN /opt/resilience-exporter/bin/pip install . \
     && /opt/resilience-exporter/bin/pip uninstall --yes pip setuptools \

@@ -31,29 +31,31 @@ test: install servers peers lint typecheck
 	$(PY) -m pytest
 
 demo: install servers
-	$(PY) scripts/demo.py
+	$(PY) -m scripts.demo
 
 # Side by side with postgres_exporter, pgbouncer_exporter, redis_exporter and node_exporter
 # (2-3 minutes); results in bench/results/compare.{md,json}.
 bench: install servers peers
-	BENCH_COMMAND='make bench' $(PY) bench/run.py
+	BENCH_COMMAND='make bench' $(PY) -m bench.run
 
 # 100, 500 and 1000 PostgreSQL targets (about 4 minutes); bench/results/scale.{md,json,png}.
 bench-scale: install servers
-	BENCH_COMMAND='make bench-scale' $(PY) bench/run.py --scale
+	BENCH_COMMAND='make bench-scale' $(PY) -m bench.run --scale
 
 docs: install
-	$(PY) -m exporter.metricsdoc > docs/metrics.md
+	$(PY) -m resilience_exporter.metricsdoc > docs/metrics.md
 
-# Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml.
+# Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml and copies them
+# into the Helm chart.
 alerts: install
-	$(PY) scripts/gen_alerts.py
+	$(PY) -m alerts.generate
+	$(PY) -m scripts.sync_chart_assets
 
 # Renders grafana/dashboards/*.json with grafana/generate.py (thresholds from
 # alerts/thresholds.yml) and copies them into the Helm chart.
 dashboards: install
 	$(PY) -m grafana.generate
-	$(PY) scripts/sync_chart_assets.py
+	$(PY) -m scripts.sync_chart_assets
 
 # Renders grafana/previews/*.png from a live stack (PostgreSQL, an application, the exporter,
 # Prometheus): runs the end-to-end dashboard test with previews enabled.
@@ -63,7 +65,7 @@ previews: install servers
 # Copies alerts/*.rules.yml and grafana/dashboards/*.json into the Helm chart (Helm cannot read
 # outside the chart directory); tests/test_helm.py fails when the copies drift.
 chart-assets: install
-	$(PY) scripts/sync_chart_assets.py
+	$(PY) -m scripts.sync_chart_assets
 
 clean:
 	rm -rf $(VENV) .venv-peers .pytest_cache .mypy_cache .ruff_cache .demo

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from testservers.base import free_port
-from testservers.postgres import PostgresServer
 
 from bench import harness
 from bench.harness import Measured, UsageMeter, ms
-from exporter import config as config_module
-from exporter.probes.postgres import SATURATION_SQL
-from exporter.registry import kind_spec
+from resilience_exporter import config as config_module
+from resilience_exporter.probes.postgres import SATURATION_SQL
+from resilience_exporter.registry import kind_spec
+from scripts.testservers.base import free_port
+from scripts.testservers.postgres import PostgresServer
 
 MONITOR_USER = "bench_monitor"
 MONITOR_PASSWORD = "bench-monitor-pw"
@@ -62,14 +62,14 @@ def servers() -> Iterator[Servers]:
         bouncer = redis = None
         if harness.kind_available("pgbouncer"):
             # Imported by name: without the kind (an older checkout) the row says why it is missing.
-            pgbouncer_module = importlib.import_module("testservers.pgbouncer")
+            pgbouncer_module = importlib.import_module("scripts.testservers.pgbouncer")
             bouncer = stack.enter_context(
                 pgbouncer_module.PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
             )
         else:
             missing["pgbouncer"] = "not measured: kind not available"
         if harness.kind_available("redis"):
-            redis_module = importlib.import_module("testservers.redis")
+            redis_module = importlib.import_module("scripts.testservers.redis")
             redis = stack.enter_context(redis_module.RedisServer(password=REDIS_PASSWORD))
         else:
             missing["redis"] = "not measured: kind not available"

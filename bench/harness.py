@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from testservers.base import ServerError, ServerProcess, free_port, wait_until
+
+from scripts.testservers.base import ServerError, ServerProcess, free_port, wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -47,9 +48,11 @@ def rss_bytes(pid: int) -> int:
 
 def kind_available(kind: str) -> bool:
     """True when the exporter has the probe kind and the harness can start its server."""
-    from exporter.registry import kinds
+    from resilience_exporter.registry import kind_names
 
-    return kind in kinds() and importlib.util.find_spec(f"testservers.{kind}") is not None
+    return (
+        kind in kind_names() and importlib.util.find_spec(f"scripts.testservers.{kind}") is not None
+    )
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

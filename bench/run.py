@@ -13,16 +13,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+from bench import compare, report, scale
 
-from bench import compare, report, scale  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "bench" / "results"
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
+    p = argparse.ArgumentParser(prog="python3 -m bench.run", description=__doc__)
     p.add_argument("--scale", action="store_true", help="scale mode instead of the comparison")
     p.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     p.add_argument("--scrapes", type=int, default=300, help="scrapes of each exporter")
@@ -42,7 +41,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     # `make bench` names itself; run directly, the command line is quoted.
-    command = os.environ.get("BENCH_COMMAND") or "python3 bench/run.py " + shlex.join(
+    command = os.environ.get("BENCH_COMMAND") or "python3 -m bench.run " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
     with tempfile.TemporaryDirectory(prefix="resilience-bench-") as tmp:

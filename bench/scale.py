@@ -11,11 +11,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
-from testservers.postgres import PostgresServer
 
 from bench import harness
 from bench.compare import MONITOR_PASSWORD, MONITOR_USER, PASSWORD_ENV
 from bench.harness import ms
+from scripts.testservers.postgres import PostgresServer
 
 
 @dataclass(frozen=True)

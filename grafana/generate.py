@@ -1,4 +1,4 @@
-"""Generate grafana/dashboards/*.json from grafana/content.py with grafana-foundation-sdk.
+"""Generate grafana/dashboards/*.json from grafana/boards/ with grafana-foundation-sdk.
 
     python3 -m grafana.generate            # rewrite grafana/dashboards/*.json
     python3 -m grafana.generate --check    # exit 1 if they differ from the generator's output
@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gen_alerts import Thresholds, load_thresholds, runbook_anchor
 from grafana_foundation_sdk.builders import (
     bargauge,
     common,
@@ -35,7 +34,8 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
-from grafana import content, spec
+from alerts.thresholds import Thresholds, load_thresholds
+from grafana import boards, spec
 
 GRAFANA_DIR = Path(__file__).resolve().parent
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
@@ -64,10 +64,6 @@ def threshold_value(thresholds: Thresholds, threshold: spec.Threshold) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DashboardError(f"{threshold.alert}.{threshold.key} is not a number: {value!r}")
     return float(value)
-
-
-def runbook_url(thresholds: Thresholds, alert: str) -> str:
-    return f"{thresholds.settings['runbook_base_url']}#{runbook_anchor(alert)}"
 
 
 def description(panel: spec.Panel, thresholds: Thresholds) -> str:
@@ -210,7 +206,7 @@ def build_panel(panel: spec.Panel, panel_id: int, thresholds: Thresholds) -> Pan
     links: list[Builder[model.DashboardLink]] = [
         builder.DashboardLink(f"Runbook: {alert}")
         .type(model.DashboardLinkType.LINK)
-        .url(runbook_url(thresholds, alert))
+        .url(thresholds.runbook_url(alert))
         .target_blank(True)
         for alert in panel.runbook_alerts()
     ]
@@ -300,14 +296,14 @@ def build(
 def render(thresholds: Thresholds | None = None) -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
     thresholds = thresholds or load_thresholds()
-    boards = content.dashboards(thresholds)
-    uids = [board.uid for board in boards]
+    dashboards = boards.dashboards(thresholds)
+    uids = [board.uid for board in dashboards]
     if len(set(uids)) != len(uids):
         raise DashboardError(f"duplicate dashboard uids: {uids}")
     return {
-        board.file_name: json.dumps(build(board, boards, thresholds), indent=2, sort_keys=True)
+        board.file_name: json.dumps(build(board, dashboards, thresholds), indent=2, sort_keys=True)
         + "\n"
-        for board in boards
+        for board in dashboards
     }
 
 

@@ -13,12 +13,17 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from testservers.alertmanager import AlertmanagerServer, Notification, WebhookReceiver, local_config
-from testservers.base import ServerProcess, free_port, port_open, wait_until
-from testservers.pgbouncer import PgBouncerServer
-from testservers.postgres import PostgresServer
-from testservers.prometheus import PrometheusServer
-from testservers.redis import RedisServer
+from scripts.testservers.alertmanager import (
+    AlertmanagerServer,
+    Notification,
+    WebhookReceiver,
+    local_config,
+)
+from scripts.testservers.base import ServerProcess, free_port, port_open, wait_until
+from scripts.testservers.pgbouncer import PgBouncerServer
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.prometheus import PrometheusServer
+from scripts.testservers.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
@@ -126,7 +131,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "exporter",
+                "resilience_exporter",
                 f"--config.file={config_path}",
                 f"--web.listen-address=127.0.0.1:{port}",
             ],

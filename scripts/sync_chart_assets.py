@@ -5,6 +5,9 @@ only read files inside the chart directory, so the chart carries byte-for-byte c
 `helm/resilience-exporter/files/`; this script makes them (and removes copies whose source is
 gone). `--check` changes nothing and exits 1 listing the drift; tests/test_helm.py runs the
 same check, so a rule or dashboard edited without `make chart-assets` fails the tests.
+`make alerts` and `make dashboards` run it after rendering.
+
+    python3 -m scripts.sync_chart_assets [--check]
 """
 
 from __future__ import annotations

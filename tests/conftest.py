@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from testservers.pgbouncer import PgBouncerServer
-from testservers.postgres import PostgresServer
-from testservers.redis import RedisServer
+
+from scripts.testservers.pgbouncer import PgBouncerServer
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.redis import RedisServer
 
 
 @pytest.fixture(scope="session")

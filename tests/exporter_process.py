@@ -15,7 +15,8 @@ from types import TracebackType
 from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
-from testservers.base import ServerError, free_port, wait_until
+
+from scripts.testservers.base import ServerError, free_port, wait_until
 
 LabelSet = frozenset[tuple[str, str]]
 
@@ -83,7 +84,12 @@ class ExporterProcess:
         self.ssl_context = ssl_context
         self.port = free_port()
         self.log_path = workdir / f"exporter-{self.port}.log"
-        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "resilience_exporter",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
         self.config_path: Path | None = None
         if config is not None:
             self.config_path = workdir / f"config-{self.port}.yml"
@@ -189,7 +195,7 @@ def run_exporter(
 ) -> subprocess.CompletedProcess[str]:
     """Run the exporter to completion (config checks, --version)."""
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
+        [sys.executable, "-m", "resilience_exporter", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

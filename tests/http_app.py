@@ -11,7 +11,8 @@ from types import TracebackType
 from typing import Self
 
 from aiohttp import web
-from testservers.base import free_port
+
+from scripts.testservers.base import free_port
 
 
 class BackgroundApp:

@@ -4,29 +4,21 @@ Alertmanager config."""
 
 from __future__ import annotations
 
-import importlib
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gen_alerts
 import promql_parser
 import pytest
 import yaml
-from gen_alerts import (
-    ALERTS_DIR,
-    RULES_SUFFIX,
-    AlertRulesError,
-    load_thresholds,
-    render,
-    runbook_anchor,
-    stale_files,
-)
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter import families, registry
+from alerts import generate
+from alerts.generate import RULES_SUFFIX, render, stale_files
+from alerts.thresholds import ALERTS_DIR, AlertRulesError, load_thresholds, runbook_anchor
+from resilience_exporter import metricsdoc
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))
@@ -132,16 +124,13 @@ def test_inhibitions_and_routes_name_real_alerts_and_labels() -> None:
 
 
 def exported_names() -> set[str]:
-    registry.load_probe_modules()
-    for module in ("exporter.breakers", "exporter.collector"):  # families declared on import
-        importlib.import_module(module)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
     PlatformCollector(registry=process)
     GCCollector(registry=process)
     client_python = {sample.name for fam in process.collect() for sample in fam.samples}
     names = set(client_python) | {"up"}
-    for fam in families.CATALOG.values():
+    for fam in metricsdoc.load_catalog().values():
         names.add(fam.name)
         if fam.type == "histogram":
             names.update(fam.name + suffix for suffix in HISTOGRAM_SUFFIXES)
@@ -266,13 +255,13 @@ def test_templates_and_thresholds_must_agree(tmp_path: Path) -> None:
 def test_generator_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "rules"
     out.mkdir()
-    assert gen_alerts.main(["--out", str(out), "--check"]) == 1
-    assert gen_alerts.main(["--out", str(out)]) == 0
-    assert gen_alerts.main(["--out", str(out), "--check"]) == 0
+    assert generate.main(["--out", str(out), "--check"]) == 1
+    assert generate.main(["--out", str(out)]) == 0
+    assert generate.main(["--out", str(out), "--check"]) == 0
     (out / "old.rules.yml").write_text("groups: []\n")
-    assert gen_alerts.main(["--out", str(out), "--check"]) == 1
+    assert generate.main(["--out", str(out), "--check"]) == 1
     assert "old.rules.yml is out of date" in capsys.readouterr().err
     overrides = tmp_path / "mine.yml"
     overrides.write_text("alerts: {ResilienceTargetDown: {for: 1m, typo: 1}}\n")
-    assert gen_alerts.main(["--out", str(out), "--overrides", str(overrides)]) == 2
+    assert generate.main(["--out", str(out), "--overrides", str(overrides)]) == 2
     assert "alerts.ResilienceTargetDown.typo is not a known key" in capsys.readouterr().err

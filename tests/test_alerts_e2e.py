@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess
-from gen_alerts import ALERTS_DIR, load_thresholds, render, write_rules
-from testservers.alertmanager import AlertmanagerServer, WebhookReceiver, local_config
-from testservers.base import wait_until
-from testservers.postgres import PostgresServer
-from testservers.prometheus import PrometheusServer
+
+from alerts.generate import render, write_rules
+from alerts.thresholds import ALERTS_DIR, load_thresholds
+from scripts.testservers.alertmanager import AlertmanagerServer, WebhookReceiver, local_config
+from scripts.testservers.base import wait_until
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.prometheus import PrometheusServer
 
 TARGET = "e2e-db"
 EXPORTER_JOB = "resilience-exporter"

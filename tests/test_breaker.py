@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from exporter import config
-from exporter.breaker import CircuitBreaker
-from exporter.breakers import BreakerState, BreakerView
-from exporter.config import BreakerConfig, TargetConfig
-from exporter.families import Sample
-from exporter.reasons import Failure
-from exporter.runtime import SnapshotStore, TargetRunner
+from resilience_exporter import config
+from resilience_exporter.breaker import CircuitBreaker
+from resilience_exporter.breakers import BreakerState, BreakerView
+from resilience_exporter.config import BreakerConfig, TargetConfig
+from resilience_exporter.families import Sample
+from resilience_exporter.reasons import Failure
+from resilience_exporter.runtime import SnapshotStore, TargetRunner
+from resilience_exporter.yamlfile import ConfigError
 
 REFUSED = Failure("refused", "connection refused")
 AUTH = Failure("auth", "password authentication failed", persistent=True)
@@ -268,7 +269,7 @@ def test_the_default_base_is_clamped_to_a_shorter_cap() -> None:
 def test_invalid_breaker_blocks_are_rejected_with_file_line_and_key(
     block: str, key: str, message: str
 ) -> None:
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse(f"    breaker: {block}")
     (issue,) = caught.value.issues
     assert issue.file == "c.yml"

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
-from testservers.base import free_port
-from testservers.postgres import PostgresServer
-from testservers.tcpproxy import CountingProxy
 
-from exporter.config import parse as parse_config
-from exporter.families import HistogramValue, Sample
-from exporter.pools import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
-from exporter.probes.postgres import PostgresProbe, PostgresTarget
+from resilience_exporter.config import parse as parse_config
+from resilience_exporter.families import HistogramValue, Sample
+from resilience_exporter.pools import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
+from resilience_exporter.probes.postgres import PostgresProbe, PostgresTarget
+from scripts.testservers.base import free_port
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.tcpproxy import CountingProxy
 
 TARGET = "orders-db"
 BREAKER = {"breaker": TARGET, "source": "exporter"}

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, run_exporter
-from testservers.postgres import PostgresServer
 
-import exporter
+import resilience_exporter
+from scripts.testservers.postgres import PostgresServer
 
 
 def test_version() -> None:
     result = run_exporter(["--version"])
     assert result.returncode == 0
-    assert exporter.__version__ in result.stdout
+    assert resilience_exporter.__version__ in result.stdout
 
 
 def test_bad_listen_address_exits_2() -> None:
@@ -70,7 +70,7 @@ def test_env_vars_set_flags_and_database_url_adds_a_target(
             status, body, _ = exp.get("/custom")
             return status == 200 and Exposition(body).value("resilience_up", target="database") == 1
 
-        from testservers.base import wait_until
+        from scripts.testservers.base import wait_until
 
         wait_until(database_up, timeout=40, what="the DATABASE_URL target to be up")
         assert exp.get("/metrics")[0] == 404

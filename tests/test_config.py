@@ -10,8 +10,11 @@ from exporter_process import run_exporter
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from exporter import config
-from exporter.probes.postgres import PostgresTarget
+from resilience_exporter import config
+from resilience_exporter.models import parse_duration
+from resilience_exporter.probes.postgres import PostgresTarget
+from resilience_exporter.sharding import Shard, assigned_targets
+from resilience_exporter.yamlfile import ConfigError, ConfigIssue
 
 VALID = """\
 defaults: {interval: 15s, timeout: 5s}
@@ -36,7 +39,7 @@ def test_valid_config_applies_defaults_and_hides_the_secret() -> None:
     assert "s3cr3t-value" not in repr(target)
     assert "s3cr3t-value" not in target.describe()
     assert target.labels == {"team": "payments"}
-    assert [t.name for t in config.iter_targets(cfg)] == ["host", "orders-db"]
+    assert [t.name for t in assigned_targets(cfg, Shard())] == ["host", "orders-db"]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,7 @@ def test_valid_config_applies_defaults_and_hides_the_secret() -> None:
     ],
 )
 def test_rejections_name_file_line_and_key(text: str, line: int, key: str, message: str) -> None:
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         config.parse(text, "conf/exporter.yml", env={"ORDERS_DB_PASSWORD": "pw"})
     issue = raised.value.issues[0]
     assert (issue.file, issue.line) == ("conf/exporter.yml", line), str(raised.value)
@@ -120,7 +123,7 @@ def test_password_in_dsn_moves_to_the_secret() -> None:
 
 def test_password_in_dsn_and_key_conflict() -> None:
     text = "targets:\n  - {name: a, kind: postgres, dsn: 'postgresql://u:pw1@h/db', password: x}\n"
-    with pytest.raises(config.ConfigError, match="dsn holds a password"):
+    with pytest.raises(ConfigError, match="dsn holds a password"):
         config.parse(text, "c.yml")
 
 
@@ -137,7 +140,7 @@ def test_password_file_is_read_at_use(tmp_path: Path) -> None:
 
 def test_missing_password_file_is_rejected(tmp_path: Path) -> None:
     text = "targets:\n  - name: a\n    kind: postgres\n    dsn: host=h\n    password_file: /nope\n"
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         config.parse(text, "c.yml")
     assert raised.value.issues[0].line == 2
     assert "/nope" in raised.value.issues[0].message
@@ -152,7 +155,7 @@ def test_literal_dollar_brace_is_escaped() -> None:
 
 def test_invalid_dsn_does_not_echo_it() -> None:
     text = "targets:\n  - {name: a, kind: postgres, dsn: 'host=h password=Leak-Me-99 =bad'}\n"
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         config.parse(text, "c.yml")
     assert "Leak-Me-99" not in str(raised.value)
 
@@ -166,12 +169,12 @@ def test_embedded_default_takes_database_url() -> None:
 
 
 def test_durations() -> None:
-    assert config.parse_duration("1m30s") == 90
-    assert config.parse_duration("500ms") == 0.5
-    assert config.parse_duration("2h") == 7200
+    assert parse_duration("1m30s") == 90
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("2h") == 7200
     for bad in ("", "15", "1.5s", "s", "0s", "-1s"):
         with pytest.raises(ValueError, match="duration"):
-            config.parse_duration(bad)
+            parse_duration(bad)
 
 
 @pytest.mark.parametrize("case", ["bad-yaml", "unknown-key", "bad-duration", "missing-env-secret"])
@@ -225,11 +228,11 @@ _DOCUMENTS = st.recursive(
 )
 
 
-def load_issues(text: str) -> list[config.ConfigIssue] | None:
+def load_issues(text: str) -> list[ConfigIssue] | None:
     """None when the text loads; the issues when it is rejected. Any other exception escapes."""
     try:
         config.parse(text, "fuzz.yml", env={})
-    except config.ConfigError as exc:
+    except ConfigError as exc:
         return exc.issues
     return None
 
@@ -250,3 +253,26 @@ def test_any_document_loads_or_gets_a_clean_config_error(document: dict[str, obj
 def test_any_text_loads_or_gets_a_clean_config_error(text: str) -> None:
     issues = load_issues(text)
     assert issues is None or len(issues) > 0
+
+
+def test_module_targets_get_the_same_defaults_as_configured_targets() -> None:
+    text = """\
+defaults: {interval: 20s, timeout: 4s}
+targets:
+  - {name: db, kind: postgres, dsn: 'postgresql://m@db/postgres', breaker: {window: 10}}
+modules:
+  pg:
+    kind: postgres
+    dsn: postgresql://m@{address}/postgres
+    breaker: {consecutive_failures: 1}
+    allow: [10.0.0.0/8]
+"""
+    cfg = config.parse(text, "c.yml", env={})
+    from_module = cfg.modules["pg"].target("10.1.2.3:5432")
+    (configured,) = cfg.targets
+    for target in (configured, from_module):
+        assert target.interval_seconds == 20
+        assert target.timeout_seconds == 4
+        assert target.breaker.backoff_base_seconds == 20
+    assert from_module.name == "10.1.2.3:5432"
+    assert from_module.breaker.consecutive_failures == 1

@@ -12,9 +12,9 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
-from gen_alerts import load_thresholds, runbook_anchor
 from test_alerts import exported_names, metric_names, rules, runbook_sections
 
+from alerts.thresholds import load_thresholds, runbook_anchor
 from grafana import generate, render_previews
 
 ROOT = Path(__file__).resolve().parent.parent

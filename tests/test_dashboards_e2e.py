@@ -23,15 +23,16 @@ import pytest
 from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess
-from gen_alerts import load_thresholds, render, write_rules
 from http_app import BackgroundApp
-from testservers.base import ServerError, wait_until
-from testservers.pgbouncer import PgBouncerServer
-from testservers.postgres import PostgresServer
-from testservers.prometheus import PrometheusServer
-from testservers.redis import RedisServer, SentinelServer
 
+from alerts.generate import render, write_rules
+from alerts.thresholds import load_thresholds
 from grafana import generate, render_previews
+from scripts.testservers.base import ServerError, wait_until
+from scripts.testservers.pgbouncer import PgBouncerServer
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.prometheus import PrometheusServer
+from scripts.testservers.redis import RedisServer, SentinelServer
 
 JOB = "resilience-exporter"
 PG, BOUNCER, APP = "e2e-db", "e2e-bouncer", "shop"

@@ -1,4 +1,4 @@
-"""`make demo` runs scripts/demo.py: it must bring up PostgreSQL and the exporter and say where."""
+"""`make demo` (`python -m scripts.demo`) brings up the servers and the exporter, says where."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 from exporter_process import Exposition
 from tests_support import http_get
-from testservers.base import free_port, wait_until
+
+from scripts.testservers.base import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_TARGETS = ("demo-postgres", "demo-pgbouncer", "demo-redis", "host")
@@ -20,7 +21,8 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "scripts" / "demo.py"),
+            "-m",
+            "scripts.demo",
             f"--port={free_port()}",
             "--exit-after=120",
         ],

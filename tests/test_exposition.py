@@ -10,12 +10,20 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
+from reference_exposition import build_registry
 
-from exporter.collector import Encoder, Exposition, build_registry
-from exporter.families import HistogramAccumulator, Sample, sample, with_constant_labels
-from exporter.reasons import Failure
-from exporter.runtime import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP, Snapshot, SnapshotStore
-from exporter.sharding import SHARD
+from resilience_exporter.exposition import Encoder, Exposition
+from resilience_exporter.families import HistogramAccumulator, Sample, sample, with_constant_labels
+from resilience_exporter.reasons import Failure
+from resilience_exporter.runtime import (
+    LAST_SUCCESS,
+    PROBE_DURATION,
+    PROBE_ERRORS,
+    UP,
+    Snapshot,
+    SnapshotStore,
+)
+from resilience_exporter.sharding import SHARD
 
 ENCODERS = [pytest.param(generate_latest, id="text"), pytest.param(generate_openmetrics, id="om")]
 

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, up_is
-from testservers.base import free_port
-from testservers.postgres import PostgresServer
+
+from scripts.testservers.base import free_port
+from scripts.testservers.postgres import PostgresServer
 
 INTERVAL_AND_TIMEOUT = 2.0
 # Deadlines for polls: interval + timeout, plus room for a loaded CI machine.

@@ -23,12 +23,12 @@ import helm_python
 import jsonschema
 import kubernetes_validate
 import pytest
-import sync_chart_assets
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
-import exporter
-from exporter import config as exporter_config
+import resilience_exporter
+from resilience_exporter import config as exporter_config
+from scripts import sync_chart_assets
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "resilience-exporter"
@@ -199,7 +199,7 @@ def test_a_wrong_value_type_is_rejected_with_a_clear_message(chart: helm_python.
 def test_app_version_is_the_exporters() -> None:
     chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart_yaml["apiVersion"] == "v2"
-    assert chart_yaml["appVersion"] == exporter.__version__
+    assert chart_yaml["appVersion"] == resilience_exporter.__version__
 
 
 # --- the workload --------------------------------------------------------------------------
@@ -541,7 +541,7 @@ def test_dockerfile_matches_the_charts_defaults_and_lints_clean() -> None:
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
     assert len(bases) == 1
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", bases[0])
-    assert f"ARG VERSION={exporter.__version__}" in dockerfile
+    assert f"ARG VERSION={resilience_exporter.__version__}" in dockerfile
     # Installed beside the interpreter, which a venv's python does not put on PATH.
     hadolint = shutil.which(
         "hadolint",

@@ -16,11 +16,12 @@ import trustme
 from aiohttp import web
 from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
-from testservers.base import free_port
 
-from exporter.config import ConfigError, parse
-from exporter.healthmap import PRESETS, MappingError, apply, breaker_state
-from exporter.probes.http import HttpProbe, HttpTarget
+from resilience_exporter.config import parse
+from resilience_exporter.healthmap import PRESETS, MappingError, apply, breaker_state
+from resilience_exporter.probes.http import HttpProbe, HttpTarget
+from resilience_exporter.yamlfile import ConfigError
+from scripts.testservers.base import free_port
 
 TOKEN = "Bearer-Secret-9d1c44"
 BASIC_USER = "actuator"

@@ -1,4 +1,4 @@
-"""`exporter.instrument` with real pybreaker breakers, psycopg_pool pools against a real
+"""`resilience_exporter.instrument` with real pybreaker breakers, psycopg_pool pools against a real
 PostgreSQL and redis-py pools against a real Redis."""
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
-from testservers.base import ServerProcess, free_port, port_open, require_binary, wait_until
-from testservers.postgres import PostgresServer
 
-from exporter.breakers import BreakerView
-from exporter.healthmap import PRESETS, apply
-from exporter.instrument import Instrumentation
-from exporter.pools import PoolStats
+from resilience_exporter.breakers import BreakerView
+from resilience_exporter.healthmap import PRESETS, apply
+from resilience_exporter.instrument import Instrumentation
+from resilience_exporter.pools import PoolStats
+from scripts.testservers.base import ServerProcess, free_port, port_open, require_binary, wait_until
+from scripts.testservers.postgres import PostgresServer
 
 
 @pytest.fixture(scope="module")
@@ -270,9 +270,9 @@ def test_collector_produces_the_shared_families() -> None:
 
 def test_importing_starts_and_pulls_in_nothing() -> None:
     code = (
-        "import sys, exporter.instrument\n"
+        "import sys, resilience_exporter.instrument\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in "
-        "('pybreaker', 'aiohttp', 'psycopg_pool', 'redis') or m == 'exporter.runtime']\n"
+        "('pybreaker', 'aiohttp', 'psycopg_pool', 'redis') or m == 'resilience_exporter.runtime']\n"
         "print(loaded)\n"
     )
     result = subprocess.run(

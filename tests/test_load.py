@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
-from testservers.postgres import PostgresServer
+
+from scripts.testservers.postgres import PostgresServer
 
 CONCURRENT_SCRAPES = 1000
 SLOW_CLIENTS = 50

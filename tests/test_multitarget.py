@@ -11,7 +11,8 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testservers.postgres import PostgresServer
+
+from scripts.testservers.postgres import PostgresServer
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,12 @@ modules:
     interval: 15s
     allow: [127.0.0.1/32]
     allow_ports: [{postgres.port}, {blackhole}]
+  pg_trips_at_once:
+    kind: postgres
+    dsn: postgresql://{MONITOR_USER}@{{address}}/postgres
+    breaker: {{consecutive_failures: 1}}
+    timeout: 1s
+    allow: [127.0.0.1/32]
 """
     workdir = tmp_path_factory.mktemp("probe")
     with ExporterProcess(workdir, config=config, env={"PGPW": MONITOR_PASSWORD}) as exp:
@@ -73,6 +80,17 @@ def test_allowed_address_through_a_module(
     m = Exposition(body)
     assert m.value("resilience_up", target=address) == 1
     assert MONITOR_PASSWORD not in body
+
+
+def test_module_with_its_own_breaker_settings_answers_a_dead_address(
+    probe_exporter: ExporterProcess,
+) -> None:
+    """Regression: a module's breaker without `backoff_base` lacked the default (filled in
+    for configured targets only), and the first failure tripping it answered 500."""
+    status, body = probe(probe_exporter, target="127.0.0.1:1", module="pg_trips_at_once")
+    assert status == 200, body
+    m = Exposition(body)
+    assert m.value("resilience_up", target="127.0.0.1:1", reason="refused") == 0
 
 
 def test_scrape_timeout_header_shortens_the_probe(

@@ -13,12 +13,13 @@ import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, up_is
-from testservers.pgbouncer import PgBouncerServer
-from testservers.postgres import PostgresServer
-from testservers.redis import RedisServer
 
-from exporter.config import ConfigError, parse
-from exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
+from resilience_exporter.config import parse
+from resilience_exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
+from resilience_exporter.yamlfile import ConfigError
+from scripts.testservers.pgbouncer import PgBouncerServer
+from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.redis import RedisServer
 
 
 def bouncer_config(

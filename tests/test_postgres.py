@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, up_is
-from testservers.postgres import PostgresServer
+
+from scripts.testservers.postgres import PostgresServer
 
 
 def pg_config(

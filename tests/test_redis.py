@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD
 from exporter_process import ExporterProcess, Exposition, up_is
-from testservers.redis import RedisServer, SentinelServer
 
-from exporter.config import ConfigError, TargetConfig, embedded_default, parse
-from exporter.probes.redis import RedisProbe, RedisTarget
+from resilience_exporter.config import TargetConfig, embedded_default, parse
+from resilience_exporter.probes.redis.config import RedisTarget
+from resilience_exporter.probes.redis.probe import RedisProbe
+from resilience_exporter.yamlfile import ConfigError
+from scripts.testservers.redis import RedisServer, SentinelServer
 
 MAXMEMORY = 64 * 1024 * 1024
 
@@ -285,7 +287,7 @@ targets:
   - name: tls-unverified
     kind: redis
     url: rediss://127.0.0.1:{tls_redis.tls_port}
-    tls: {{verify: false}}
+    tls: {{insecure_skip_verify: true}}
 host: {{enabled: false}}
 """
     with ExporterProcess(workdir, config=config) as exp:
@@ -348,7 +350,10 @@ def test_config_moves_url_password_out_and_rejects_bad_combinations() -> None:
     assert in_query.resolve_password() == "Q-Secret-2"
     for bad, message in (
         ("{name: c, kind: redis, url: 'redis://:a1b2c@h', password: z}", "url holds a password"),
-        ("{name: c, kind: redis, url: 'redis://h', tls: {verify: false}}", "rediss://"),
+        (
+            "{name: c, kind: redis, url: 'redis://h', tls: {insecure_skip_verify: true}}",
+            "rediss://",
+        ),
         (
             "{name: c, kind: redis, url: 'redis://h', sentinel: {hosts: ['h:1'], service: m}}",
             "either url or sentinel",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from exporter_process import ExporterProcess, Exposition, run_exporter
-from testservers.base import free_port, wait_until
 
-from exporter.sharding import Shard, ShardError, owner
+from resilience_exporter.sharding import Shard, ShardError, owner
+from scripts.testservers.base import free_port, wait_until
 
 SHARDS = 3
 TARGET_NAMES = [f"db-{i:02d}" for i in range(24)]

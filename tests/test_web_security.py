@@ -15,7 +15,8 @@ import bcrypt
 import pytest
 import trustme
 from exporter_process import ExporterProcess, Exposition, run_exporter
-from testservers.base import wait_until
+
+from scripts.testservers.base import wait_until
 
 USER = "prometheus"
 PASSWORD = "Scrape-Pass-93jd"

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import yaml
 
-from testservers.base import (
+from scripts.testservers.base import (
     ManagedServer,
     ServerProcess,
     free_port,

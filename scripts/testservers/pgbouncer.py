@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from testservers.base import (
+from scripts.testservers.base import (
     ManagedServer,
     ServerProcess,
     chown_tree,
@@ -17,7 +17,7 @@ from testservers.base import (
     require_binary,
     service_user,
 )
-from testservers.postgres import PostgresServer
+from scripts.testservers.postgres import PostgresServer
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
 

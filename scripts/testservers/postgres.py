@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from testservers.base import (
+from scripts.testservers.base import (
     ManagedServer,
     ServerError,
     ServerProcess,

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from testservers.base import (
+from scripts.testservers.base import (
     ManagedServer,
     ServerError,
     ServerProcess,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from testservers.base import (
+from scripts.testservers.base import (
     ManagedServer,
     ServerProcess,
     free_port,

@@ -1,1 +1,0 @@
-"""One module per probe kind; each registers itself with `exporter.registry` on import."""

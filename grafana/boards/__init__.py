@@ -1,0 +1,16 @@
+"""The six dashboards, one module each: Overview, PostgreSQL, PgBouncer, Redis, Circuit
+breakers, Host. A module's `dashboard(thresholds)` declares its rows and panels; the query
+helpers they share are in `_common`."""
+
+from __future__ import annotations
+
+from alerts.thresholds import Thresholds
+from grafana.boards import breakers, host, overview, pgbouncer, postgres, redis
+from grafana.spec import Dashboard
+
+# The order of the links between the dashboards.
+MODULES = (overview, postgres, pgbouncer, redis, breakers, host)
+
+
+def dashboards(thresholds: Thresholds) -> list[Dashboard]:
+    return [module.dashboard(thresholds) for module in MODULES]

@@ -1,0 +1,5 @@
+import sys
+
+from resilience_exporter.cli import main
+
+sys.exit(main())

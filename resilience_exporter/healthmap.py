@@ -1,0 +1,354 @@
+"""From an application's JSON health document to the shared breaker and pool schemas.
+
+A mapping is declarative: JMESPath expressions (the `jmespath` library) say where each value
+sits. Two presets are built in: `generic`, the small document described in
+docs/application-health.md (and served by `resilience_exporter.instrument`), and
+`resilience4j`, Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health
+indicator.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+import jmespath
+import jmespath.exceptions
+import jmespath.parser
+from pydantic import AfterValidator, Field
+
+from resilience_exporter.breakers import (
+    BREAKER_CALLS,
+    BreakerState,
+    BreakerView,
+    Outcome,
+    breaker_samples,
+)
+from resilience_exporter.families import Sample
+from resilience_exporter.models import StrictModel
+from resilience_exporter.pools import PoolStats, pool_samples
+
+GENERIC_FORMAT_VERSION = 1
+
+
+class MappingError(ValueError):
+    """The document does not fit the mapping: malformed, partial or out of range."""
+
+
+@functools.lru_cache(maxsize=512)
+def compiled(expression: str) -> jmespath.parser.ParsedResult:
+    return jmespath.compile(expression)
+
+
+def _valid_expression(expression: str) -> str:
+    try:
+        compiled(expression)
+    except jmespath.exceptions.JMESPathError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"not a JMESPath expression ({detail})") from None
+    return expression
+
+
+Expression = Annotated[str, Field(min_length=1), AfterValidator(_valid_expression)]
+
+
+class CallsMapping(StrictModel):
+    """Cumulative call counters. Leave out what the application does not count."""
+
+    success: Expression | None = None
+    failure: Expression | None = None
+    rejected: Expression | None = None
+
+
+class BreakersMapping(StrictModel):
+    items: Expression = Field(description="A list of breakers, or an object keyed by breaker name.")
+    name: Expression | None = None  # default: the object key, else `name`
+    state: Expression
+    failure_ratio: Expression | None = None  # 0-1
+    failure_rate_percent: Expression | None = None  # 0-100, negative = not enough calls yet
+    calls: CallsMapping = Field(default_factory=CallsMapping)
+    # A list of {"from": state, "to": state, "count": n} objects.
+    transitions: Expression | None = None
+    next_attempt_at: Expression | None = None  # Unix time
+
+
+class PoolsMapping(StrictModel):
+    items: Expression
+    name: Expression | None = None
+    max: Expression
+    min: Expression | None = None
+    size: Expression | None = None  # in_use + idle; any two of the three are enough
+    in_use: Expression | None = None
+    idle: Expression | None = None
+    waiting: Expression | None = None
+    # Cumulative counters.
+    connect_errors: Expression | None = None
+    acquire_errors: Expression | None = None
+    lost: Expression | None = None
+
+
+class HealthMapping(StrictModel):
+    # Must evaluate to a true value, else the document is rejected (a format version check).
+    check: Expression | None = None
+    breakers: BreakersMapping | None = None
+    pools: PoolsMapping | None = None
+
+
+PRESETS: Mapping[str, HealthMapping] = {
+    "generic": HealthMapping(
+        check=f"version == `{GENERIC_FORMAT_VERSION}`",
+        breakers=BreakersMapping(
+            items="breakers || `[]`",
+            state="state",
+            failure_ratio="failure_ratio",
+            calls=CallsMapping(
+                success="calls.success", failure="calls.failure", rejected="calls.rejected"
+            ),
+            transitions="transitions",
+            next_attempt_at="next_attempt_at",
+        ),
+        pools=PoolsMapping(
+            items="pools || `[]`",
+            max="max",
+            min="min",
+            size="size",
+            in_use="in_use",
+            idle="idle",
+            waiting="waiting",
+            connect_errors="connect_errors",
+            acquire_errors="acquire_errors",
+            lost="lost",
+        ),
+    ),
+    # Spring Boot 2.2+ nests indicators under `components` (older releases: `details`).
+    # bufferedCalls and failedCalls describe the sliding window, not totals, so only the
+    # cumulative notPermittedCalls becomes a counter.
+    "resilience4j": HealthMapping(
+        check="status",
+        breakers=BreakersMapping(
+            items="(components || details).circuitBreakers.details || `{}`",
+            state="details.state",
+            failure_rate_percent="details.failureRate",
+            calls=CallsMapping(rejected="details.notPermittedCalls"),
+        ),
+    ),
+}
+Preset = Literal["generic", "resilience4j"]
+
+# Every spelling folds to lower case without separators before the lookup. Resilience4j's
+# special states: FORCED_OPEN rejects every call (open); DISABLED and METRICS_ONLY let every
+# call through (closed).
+_STATES: Mapping[str, BreakerState] = {
+    "closed": "closed",
+    "open": "open",
+    "halfopen": "half_open",
+    "forcedopen": "open",
+    "disabled": "closed",
+    "metricsonly": "closed",
+}
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def breaker_state(value: object) -> BreakerState:
+    if not isinstance(value, str):
+        raise MappingError(f"breaker state {value!r} is not a string")
+    state = _STATES.get(_SEPARATORS.sub("", value).lower())
+    if state is None:
+        raise MappingError(f"unknown breaker state {value!r}")
+    return state
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool):
+        raise MappingError(f"{what}: {value!r} is not a number")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip().removesuffix("%"))
+        except ValueError:
+            raise MappingError(f"{what}: {value!r} is not a number") from None
+    else:
+        raise MappingError(f"{what}: {value!r} is not a number")
+    if not math.isfinite(number):
+        raise MappingError(f"{what}: {value!r} is not a finite number")
+    return number
+
+
+def _count(value: object, what: str) -> int:
+    number = _number(value, what)
+    if number < 0 or number != int(number):
+        raise MappingError(f"{what}: {value!r} is not a count")
+    return int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    key: str | None
+    value: Any
+
+
+def _items(document: Any, expression: str, what: str) -> list[_Item]:
+    found = compiled(expression).search(document)
+    if found is None:
+        return []
+    if isinstance(found, dict):
+        return [_Item(str(k), v) for k, v in found.items()]
+    if isinstance(found, list):
+        return [_Item(None, v) for v in found]
+    raise MappingError(f"{what}: `{expression}` gave {type(found).__name__}, not a list or object")
+
+
+def _name(item: _Item, expression: str | None, what: str) -> str:
+    if expression is None and item.key is not None:
+        return item.key
+    found = compiled(expression or "name").search(item.value)
+    if not isinstance(found, str | int) or isinstance(found, bool) or str(found) == "":
+        raise MappingError(f"{what}: no name (`{expression or 'name'}`)")
+    return str(found)
+
+
+def _field(item: _Item, expression: str | None) -> Any:
+    return None if expression is None else compiled(expression).search(item.value)
+
+
+@dataclass(frozen=True, slots=True)
+class MappedHealth:
+    breakers: dict[str, BreakerView]
+    pools: dict[str, PoolStats]
+
+    def samples(self, source: str) -> list[Sample]:
+        out: list[Sample] = []
+        for name, view in sorted(self.breakers.items()):
+            counted = view.calls or {}
+            out += [
+                s
+                for s in breaker_samples(name, source, view)
+                # An outcome the application does not count is left out, not shown as 0.
+                if s.family is not BREAKER_CALLS or dict(s.labels)["outcome"] in counted
+            ]
+        for name, stats in sorted(self.pools.items()):
+            out += pool_samples(name, source, stats)
+        return out
+
+
+def _transitions(raw: object, what: str) -> dict[tuple[BreakerState, BreakerState], int] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise MappingError(f"{what}: transitions is not a list")
+    out: dict[tuple[BreakerState, BreakerState], int] = {}
+    for entry in raw:
+        if not isinstance(entry, dict) or not {"from", "to", "count"} <= set(entry):
+            raise MappingError(f"{what}: a transition needs from, to and count")
+        key = (breaker_state(entry["from"]), breaker_state(entry["to"]))
+        out[key] = out.get(key, 0) + _count(entry["count"], f"{what} transition count")
+    return out
+
+
+def _breaker(item: _Item, mapping: BreakersMapping, index: int) -> tuple[str, BreakerView]:
+    name = _name(item, mapping.name, f"breakers[{index}]")
+    what = f"breaker {name!r}"
+    state_value = _field(item, mapping.state)
+    if state_value is None:
+        raise MappingError(f"{what}: no state (`{mapping.state}`)")
+    ratio: float | None = None
+    raw_ratio = _field(item, mapping.failure_ratio)
+    if raw_ratio is not None:
+        ratio = _number(raw_ratio, f"{what} failure_ratio")
+    raw_percent = _field(item, mapping.failure_rate_percent)
+    if ratio is None and raw_percent is not None:
+        percent = _number(raw_percent, f"{what} failure rate")
+        # Resilience4j reports -1 until the sliding window holds its minimum number of calls.
+        ratio = None if percent < 0 else percent / 100.0
+    if ratio is not None and not 0.0 <= ratio <= 1.0:
+        raise MappingError(f"{what}: failure ratio {ratio} is outside 0-1")
+    calls: dict[Outcome, int] = {}
+    for outcome in ("success", "failure", "rejected"):
+        expression = getattr(mapping.calls, outcome)
+        raw = _field(item, expression)
+        if raw is not None:
+            calls[outcome] = _count(raw, f"{what} calls.{outcome}")
+    transitions = _transitions(_field(item, mapping.transitions), what)
+    next_attempt: float | None = None
+    raw_next = _field(item, mapping.next_attempt_at)
+    if raw_next is not None:
+        next_attempt = _number(raw_next, f"{what} next_attempt_at")
+    view = BreakerView(
+        state=breaker_state(state_value),
+        failure_ratio=ratio,
+        calls=calls or None,
+        transitions=transitions,
+        next_attempt_at=next_attempt,
+    )
+    return name, view
+
+
+def _pool(item: _Item, mapping: PoolsMapping, index: int) -> tuple[str, PoolStats]:
+    name = _name(item, mapping.name, f"pools[{index}]")
+    what = f"pool {name!r}"
+
+    def count(field: str) -> int | None:
+        raw = _field(item, getattr(mapping, field))
+        return None if raw is None else _count(raw, f"{what} {field}")
+
+    size, in_use, idle = count("size"), count("in_use"), count("idle")
+    if in_use is None and size is not None and idle is not None:
+        in_use = size - idle
+    if idle is None and size is not None and in_use is not None:
+        idle = size - in_use
+    if in_use is None or idle is None or in_use < 0 or idle < 0:
+        raise MappingError(f"{what}: needs two of size, in_use and idle, consistent")
+    max_size = count("max")
+    if max_size is None:
+        raise MappingError(f"{what}: no max (`{mapping.max}`)")
+    return name, PoolStats(
+        in_use=in_use,
+        idle=idle,
+        max_size=max_size,
+        min_size=count("min"),
+        pending=count("waiting"),
+        connect_errors=count("connect_errors"),
+        acquire_errors=count("acquire_errors"),
+        lost=count("lost"),
+    )
+
+
+def apply(mapping: HealthMapping, document: Any) -> MappedHealth:
+    """Map a decoded JSON document; raise `MappingError` when it does not fit."""
+    try:
+        return _apply(mapping, document)
+    except jmespath.exceptions.JMESPathError as exc:  # e.g. a function given the wrong type
+        raise MappingError(f"expression failed on this document: {exc}") from None
+
+
+def _apply(mapping: HealthMapping, document: Any) -> MappedHealth:
+    if mapping.check is not None and not compiled(mapping.check).search(document):
+        raise MappingError(f"the document fails the mapping's check `{mapping.check}`")
+    breakers: dict[str, BreakerView] = {}
+    if mapping.breakers is not None:
+        breakers = _by_name(document, mapping.breakers, _breaker, "breaker")
+    pools: dict[str, PoolStats] = {}
+    if mapping.pools is not None:
+        pools = _by_name(document, mapping.pools, _pool, "pool")
+    return MappedHealth(breakers, pools)
+
+
+M = TypeVar("M", BreakersMapping, PoolsMapping)
+V = TypeVar("V")
+
+
+def _by_name(
+    document: Any, mapping: M, read: Callable[[_Item, M, int], tuple[str, V]], what: str
+) -> dict[str, V]:
+    found: dict[str, V] = {}
+    for index, item in enumerate(_items(document, mapping.items, f"{what}s")):
+        name, value = read(item, mapping, index)
+        if name in found:
+            raise MappingError(f"{what} {name!r} reported twice")
+        found[name] = value
+    return found

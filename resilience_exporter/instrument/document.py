@@ -1,0 +1,54 @@
+"""The `generic` health document (docs/application-health.md), built from the shared views."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from resilience_exporter.breakers import BreakerView
+from resilience_exporter.healthmap import GENERIC_FORMAT_VERSION
+from resilience_exporter.pools import PoolStats
+
+
+def breaker_entry(name: str, view: BreakerView) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "state": view.state}
+    if view.failure_ratio is not None:
+        entry["failure_ratio"] = view.failure_ratio
+    if view.calls is not None:
+        entry["calls"] = dict(view.calls)
+    if view.transitions is not None:
+        entry["transitions"] = [
+            {"from": from_state, "to": to_state, "count": count}
+            for (from_state, to_state), count in sorted(view.transitions.items())
+        ]
+    if view.next_attempt_at is not None:
+        entry["next_attempt_at"] = view.next_attempt_at
+    return entry
+
+
+def pool_entry(name: str, stats: PoolStats) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": name,
+        "max": stats.max_size,
+        "in_use": stats.in_use,
+        "idle": stats.idle,
+    }
+    optional = {
+        "min": stats.min_size,
+        "waiting": stats.pending,
+        "connect_errors": stats.connect_errors,
+        "acquire_errors": stats.acquire_errors,
+        "lost": stats.lost,
+    }
+    entry.update({key: value for key, value in optional.items() if value is not None})
+    return entry
+
+
+def generic_document(
+    breakers: Mapping[str, BreakerView], pools: Mapping[str, PoolStats]
+) -> dict[str, Any]:
+    return {
+        "version": GENERIC_FORMAT_VERSION,
+        "breakers": [breaker_entry(name, view) for name, view in breakers.items()],
+        "pools": [pool_entry(name, stats) for name, stats in pools.items()],
+    }

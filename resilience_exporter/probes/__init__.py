@@ -1,0 +1,1 @@
+"""One module (or package) per probe kind; each registers itself with `registry` on import."""

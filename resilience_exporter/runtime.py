@@ -1,0 +1,305 @@
+"""Probing in the background: one task per target, on its interval, under its timeout.
+
+Each round publishes an immutable `Snapshot`; scrapes only ever read the latest ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from resilience_exporter.abandon import Abandoner
+from resilience_exporter.breaker import CircuitBreaker
+from resilience_exporter.breakers import BreakerState, breaker_samples
+from resilience_exporter.config import TargetConfig
+from resilience_exporter.families import (
+    HistogramAccumulator,
+    Sample,
+    family,
+    sample,
+    with_constant_labels,
+)
+from resilience_exporter.reasons import PROBE_REASONS, Failure
+from resilience_exporter.registry import Probe, kind_spec
+from resilience_exporter.secrets import redact
+
+log = logging.getLogger(__name__)
+
+UP = family(
+    "resilience_up",
+    "1 if the last probe of the target succeeded, else 0 with the reason of the failure "
+    "(breaker_open: no probe was made, the target's circuit breaker is open).",
+    "gauge",
+    ("target", "kind", "reason"),
+    group="probe",
+)
+PROBE_DURATION = family(
+    "resilience_probe_duration_seconds",
+    "Duration of whole probes, successful or not.",
+    "histogram",
+    ("target", "kind"),
+    group="probe",
+)
+PROBE_ERRORS = family(
+    "resilience_probe_errors_total",
+    "Failed probes by reason (calls rejected by an open breaker are not probes: see "
+    "resilience_breaker_calls_total).",
+    "counter",
+    ("target", "kind", "reason"),
+    group="probe",
+)
+LAST_SUCCESS = family(
+    "resilience_last_success_timestamp_seconds",
+    "When the target last answered a probe successfully, as a Unix timestamp.",
+    "gauge",
+    ("target", "kind"),
+    group="probe",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    target: str
+    kind: str
+    description: str
+    up: bool | None  # None until the first probe has finished
+    failure: Failure | None
+    finished_at: float | None
+    samples: tuple[Sample, ...]
+    breaker: BreakerState = "closed"
+
+
+class TargetRunner:
+    """Probes one target forever, behind its circuit breaker, and publishes a snapshot after
+    each interval: a probe's result, or a call rejected by the open breaker (no I/O at all:
+    the probe's clients are closed while the breaker is open)."""
+
+    def __init__(
+        self,
+        config: TargetConfig,
+        store: SnapshotStore,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.probe: Probe = kind_spec(config.kind).create(config)
+        self.breaker = breaker if breaker is not None else CircuitBreaker(config.breaker)
+        self.probe_open = False
+        self.duration = HistogramAccumulator()
+        self.errors = dict.fromkeys(PROBE_REASONS, 0)
+        self.last_success: float | None = None
+        self.first_round = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._calls = Abandoner(timeout=config.timeout_seconds)
+        self.publish(None, None, ())
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self, *, jitter: bool = True) -> None:
+        self._task = asyncio.create_task(self._loop(jitter), name=f"probe:{self.name}")
+
+    async def _loop(self, jitter: bool) -> None:
+        await self._open_probe()
+        interval = self.config.interval_seconds
+        if jitter:
+            # Spread the targets so that a restart doesn't probe them all in the same instant.
+            await asyncio.sleep(random.uniform(0, min(interval, 5.0) * 0.5))
+        next_at = time.monotonic()
+        while True:
+            await self.run_once()
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # a slow probe: skip the missed slots, don't burst to catch up
+                next_at = now + interval - ((now - next_at) % interval)
+            await asyncio.sleep(next_at - now)
+
+    @property
+    def breaker_enabled(self) -> bool:
+        return self.config.breaker.enabled
+
+    async def run_once(self) -> Snapshot:
+        if self.breaker_enabled and not self.breaker.allow():
+            return self._publish_rejected()
+        await self._open_probe()
+        start = time.perf_counter()
+        failure: Failure | None = None
+        samples: Sequence[Sample] = ()
+        try:
+            samples = await self._probe_within_timeout()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure of a target is data, never a crash
+            failure = self.probe.classify(exc)
+        self.duration.observe(time.perf_counter() - start)
+        if self.breaker_enabled:
+            await self._record_in_breaker(failure)
+        if failure is None:
+            self.last_success = time.time()
+        else:
+            self.errors[failure.reason] += 1
+            log.warning(
+                "probe failed",
+                extra={
+                    "target": self.name,
+                    "kind": self.config.kind,
+                    "reason": failure.reason,
+                    "err": redact(failure.message),
+                },
+            )
+        snapshot = self.publish(failure is None, failure, samples)
+        self.first_round.set()
+        return snapshot
+
+    async def _record_in_breaker(self, failure: Failure | None) -> None:
+        if failure is None:
+            self.breaker.record_success()
+            return
+        self.breaker.record_failure(failure)
+        if self.breaker.state != "open":
+            return
+        # Closed right away: pools would otherwise go on reconnecting in the background.
+        await self._close_probe()
+        log.warning(
+            "breaker open",
+            extra={
+                "target": self.name,
+                "kind": self.config.kind,
+                "reason": failure.reason,
+                "persistent": failure.persistent,
+                "next_attempt_at": self.breaker.next_attempt_at,
+            },
+        )
+
+    def _publish_rejected(self) -> Snapshot:
+        last = self.breaker.last_failure
+        what = f"{last.reason}: {last.message}" if last else "none recorded"
+        message = f"breaker open, no probe made (last failure {what})"
+        failure = Failure("breaker_open", message, cause=last)
+        snapshot = self.publish(False, failure, ())
+        self.first_round.set()
+        return snapshot
+
+    async def _open_probe(self) -> None:
+        if not self.probe_open:
+            await self.probe.open()
+            self.probe_open = True
+
+    async def _close_probe(self, *, grace: float | None = None) -> None:
+        if not self.probe_open:
+            return
+        self.probe_open = False
+        try:
+            async with asyncio.timeout(grace or max(self.config.timeout_seconds, 2.0)):
+                await self.probe.close()
+        except Exception as exc:  # the next trial opens fresh clients anyway
+            log.warning("closing probe failed", extra={"target": self.name, "err": repr(exc)})
+
+    async def _probe_within_timeout(self) -> Sequence[Sample]:
+        """Run the probe, giving up after the timeout even if the client library, once
+        cancelled, takes its time to clean up."""
+        if self._calls.busy:
+            raise TimeoutError("the previous probe is still being cancelled")
+        return await self._calls.run(self.probe.probe(), name=f"probe-once:{self.name}")
+
+    def publish(
+        self, up: bool | None, failure: Failure | None, samples: Iterable[Sample]
+    ) -> Snapshot:
+        name, kind = self.name, self.config.kind
+        common = [sample(PROBE_DURATION, self.duration.value(), target=name, kind=kind)]
+        common += [
+            sample(PROBE_ERRORS, n, target=name, kind=kind, reason=r)
+            for r, n in self.errors.items()
+        ]
+        if up is not None:
+            reason = failure.reason if failure else ""
+            common.append(sample(UP, 1.0 if up else 0.0, target=name, kind=kind, reason=reason))
+        if self.last_success is not None:
+            common.append(sample(LAST_SUCCESS, self.last_success, target=name, kind=kind))
+        if self.breaker_enabled:
+            common += breaker_samples(name, "exporter", self.breaker.view())
+            common += self.breaker.last_error_samples(name, "exporter")
+        all_samples = [*common, *self.probe.local_samples(), *samples]
+        snapshot = Snapshot(
+            target=name,
+            kind=kind,
+            description=self.config.describe(),
+            up=up,
+            failure=failure,
+            finished_at=time.time() if up is not None else None,
+            samples=tuple(with_constant_labels(all_samples, self.config.labels)),
+            breaker=self.breaker.state,
+        )
+        self.store.put(snapshot)
+        return snapshot
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._calls.cancel()
+        await self._close_probe(grace=5.0)
+
+
+@dataclass
+class SnapshotStore:
+    """The latest snapshot of every target. Replacing a dict entry is atomic for readers on
+    the event loop; `generation` lets the exposition cache tell when anything changed."""
+
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    generation: int = 0
+
+    def put(self, snapshot: Snapshot) -> None:
+        self.snapshots[snapshot.target] = snapshot
+        self.generation += 1
+
+    def drop(self, target: str) -> None:
+        if self.snapshots.pop(target, None) is not None:
+            self.generation += 1
+
+    def latest(self) -> list[Snapshot]:
+        return list(self.snapshots.values())
+
+
+class Runtime:
+    """All target runners of one configuration."""
+
+    def __init__(self, targets: Iterable[TargetConfig], store: SnapshotStore) -> None:
+        self.store = store
+        self.runners = [TargetRunner(t, store) for t in targets]
+        self._jitter = True
+
+    def start(self, *, jitter: bool = True) -> None:
+        self._jitter = jitter
+        for runner in self.runners:
+            runner.start(jitter=jitter)
+
+    async def apply(self, targets: Iterable[TargetConfig]) -> None:
+        """Switch to a new set of targets: unchanged ones keep running with their history,
+        removed or changed ones stop (their series go), new ones start."""
+        wanted = {t.name: t for t in targets}
+        keep = [r for r in self.runners if wanted.get(r.name) == r.config]
+        kept = {r.name for r in keep}
+        retired = [r for r in self.runners if r.name not in kept]
+        await asyncio.gather(*(r.stop() for r in retired))
+        for runner in retired:
+            self.store.drop(runner.name)
+        fresh = [TargetRunner(t, self.store) for name, t in wanted.items() if name not in kept]
+        for runner in fresh:
+            runner.start(jitter=self._jitter)
+        self.runners = keep + fresh
+
+    @property
+    def ready(self) -> bool:
+        return all(r.first_round.is_set() for r in self.runners)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.runners))
+        for runner in self.runners:
+            self.store.drop(runner.name)

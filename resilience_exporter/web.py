@@ -1,0 +1,146 @@
+"""The HTTP side: /metrics, /-/healthy, /-/ready and a landing page. Nothing here waits on
+a target: every handler reads what the background probes already published."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+import resilience_exporter
+from resilience_exporter import multitarget
+from resilience_exporter.exposition import render_samples
+from resilience_exporter.reasons import Failure
+from resilience_exporter.secrets import redact
+from resilience_exporter.service import Service
+
+
+@dataclass
+class WebState:
+    service: Service
+    telemetry_path: str
+
+
+STATE_KEY = web.AppKey("state", WebState)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = state.service.exposition.render(encoder)
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression()
+    return response
+
+
+async def probe(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    service = state.service
+    try:
+        target = multitarget.resolve(
+            service.config,
+            multitarget.single(request.query.getall("target", []), "target"),
+            multitarget.single(request.query.getall("module", []), "module"),
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+        )
+    except multitarget.ProbeRequestError as exc:
+        service.record_probe_request("forbidden" if exc.status == 403 else "bad_request")
+        return web.Response(status=exc.status, text=f"{exc}\n")
+    snapshot = await service.probe_once(target)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = render_samples(encoder, snapshot.samples)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="Healthy\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[STATE_KEY].service.runtime.ready:
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready: the first round of probes is running\n")
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>resilience-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}
+.up{{color:#1a7f37}}.down{{color:#cf222e}}.pending{{color:#9a6700}}</style></head>
+<body><h1>resilience-exporter</h1><p>Version {version}.
+<a href="{metrics}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
+<table><tr><th>Target</th><th>Kind</th><th>Endpoint</th><th>State</th><th>Reason</th>
+<th>Last probe</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def _reason_text(failure: Failure | None) -> str:
+    if failure is None:
+        return ""
+    if failure.reason != "breaker_open":
+        return failure.reason
+    last = failure.cause
+    if last is None:
+        return "breaker open"
+    persistent = ", persistent" if last.persistent else ""
+    return f"breaker open (last: {last.reason}{persistent})"
+
+
+async def landing(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    rows = []
+    now = time.time()
+    for snap in sorted(state.service.store.latest(), key=lambda s: (s.kind, s.target)):
+        if snap.up is None:
+            css, label = "pending", "pending"
+        else:
+            css, label = ("up", "up") if snap.up else ("down", "down")
+        reason = _reason_text(snap.failure)
+        detail = redact(snap.failure.message) if snap.failure else ""
+        age = f"{now - snap.finished_at:.1f}s ago" if snap.finished_at else "never"
+        cells = [
+            html.escape(snap.target),
+            html.escape(snap.kind),
+            html.escape(redact(snap.description)),
+            f'<span class="{css}">{label}</span>',
+            f'<span title="{html.escape(detail)}">{html.escape(reason)}</span>',
+            age,
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    page = _PAGE.format(
+        version=html.escape(resilience_exporter.__version__),
+        metrics=html.escape(state.telemetry_path),
+        rows="\n".join(rows),
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def reload(request: web.Request) -> web.Response:
+    service = request.app[STATE_KEY].service
+    if not service.options.enable_lifecycle:
+        return web.Response(status=403, text="Lifecycle API is not enabled.\n")
+    error = await service.reload()
+    if error is not None:
+        return web.Response(status=500, text=f"failed to reload config: {redact(error)}\n")
+    return web.Response(text="OK\n")
+
+
+def make_app(state: WebState) -> web.Application:
+    app = web.Application(middlewares=[state.service.guard.middleware])
+    app[STATE_KEY] = state
+    app.cleanup_ctx.append(state.service.lifecycle)
+    app.router.add_get(state.telemetry_path, metrics)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_route("POST", "/-/reload", reload)
+    app.router.add_route("PUT", "/-/reload", reload)
+    if state.telemetry_path != "/":
+        app.router.add_get("/", landing)
+    return app

@@ -1,0 +1,38 @@
+"""The reference for the cached /metrics exposition: everything it shows, rendered from
+scratch at each collect through client_python. `Exposition` must match it byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from resilience_exporter.exposition import metric_families
+from resilience_exporter.families import Sample
+from resilience_exporter.runtime import Snapshot
+
+
+class SnapshotCollector(Collector):
+    """The exporter's status families, then every snapshot's."""
+
+    def __init__(
+        self, snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]]
+    ) -> None:
+        self._snapshots = snapshots
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        yield from metric_families(self._status())
+        yield from metric_families(s for snap in self._snapshots() for s in snap.samples)
+
+
+def build_registry(
+    snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]] = tuple
+) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshots, status))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
