@@ -137,7 +137,7 @@ def ours(workdir: Path, config: str, env: Mapping[str, str]) -> Measured:
     port = free_port()
     config_path = workdir / "resilience-exporter.yml"
     config_path.write_text(config)
-    argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+    argv = [sys.executable, "-m", "resilience_exporter", f"--web.listen-address=127.0.0.1:{port}",
             f"--config.file={config_path}", "--log.level=warn"]  # fmt: skip
     env = {**env, "PYTHONPATH": str(REPO)}
     return start_process("resilience-exporter", argv, replaces="all", port=port,
