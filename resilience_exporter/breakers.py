@@ -1,6 +1,12 @@
 """The shared circuit-breaker schema, Resilience4j-style: the exporter's own breakers
 (`source="exporter"`, `breaker` = target name) and applications' breakers (`source` = the
-target that reported them) all land in these families."""
+target that reported them) all land in these families.
+
+A call has exactly one outcome (success, failure, timeout, rejected), so the outcomes add up
+to the calls made. Fallbacks and slow calls are not outcomes: a failed, timed-out or rejected
+call may be answered by a fallback, and a slow call may succeed or fail; they are counted in
+families of their own. A source reports what its library counts and leaves the rest out.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from resilience_exporter.families import Sample, family, sample
 
 BreakerState = Literal["closed", "open", "half_open"]
 BREAKER_STATES: tuple[BreakerState, ...] = get_args(BreakerState)
-Outcome = Literal["success", "failure", "rejected"]
+Outcome = Literal["success", "failure", "timeout", "rejected"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 _LABELS = ("breaker", "source")
@@ -28,13 +34,36 @@ BREAKER_TRANSITIONS = family(
 )  # fmt: skip
 BREAKER_CALLS = family(
     "resilience_breaker_calls_total",
-    "Calls through the breaker by outcome: success, failure, or rejected while open.",
+    "Calls through the breaker by outcome: success, failure, timeout (given up on at the "
+    "breaker's time limit), or rejected while open. Each call has one outcome.",
     "counter", (*_LABELS, "outcome"), group="breaker",
 )  # fmt: skip
 BREAKER_FAILURE_RATIO = family(
     "resilience_breaker_failure_ratio",
     "Share of failed calls in the breaker's sliding window (0-1).",
     "gauge", _LABELS, group="breaker",
+)  # fmt: skip
+BREAKER_FALLBACKS = family(
+    "resilience_breaker_fallbacks_total",
+    "Calls answered by the application's fallback instead (after a failure, a timeout or a "
+    "rejection).",
+    "counter", _LABELS, group="breaker",
+)  # fmt: skip
+BREAKER_SLOW_CALLS = family(
+    "resilience_breaker_slow_calls_total",
+    "Calls slower than the breaker's slow-call threshold, whatever their outcome.",
+    "counter", _LABELS, group="breaker",
+)  # fmt: skip
+BREAKER_SLOW_CALL_RATIO = family(
+    "resilience_breaker_slow_call_ratio",
+    "Share of slow calls in the breaker's sliding window (0-1).",
+    "gauge", _LABELS, group="breaker",
+)  # fmt: skip
+BREAKER_CALL_DURATION = family(
+    "resilience_breaker_call_duration_seconds",
+    "Quantiles of call duration over the source's recent window (opossum's rolling window, "
+    "the Python helper's last calls).",
+    "gauge", (*_LABELS, "quantile"), group="breaker",
 )  # fmt: skip
 BREAKER_NEXT_ATTEMPT = family(
     "resilience_breaker_next_attempt_timestamp_seconds",
@@ -50,46 +79,47 @@ class BreakerView:
 
     state: BreakerState
     failure_ratio: float | None = None
+    # Only the outcomes the source counts.
     calls: dict[Outcome, int] | None = None
     transitions: dict[tuple[BreakerState, BreakerState], int] | None = None
     next_attempt_at: float | None = None
+    fallbacks: int | None = None
+    slow_calls: int | None = None
+    slow_call_ratio: float | None = None
+    # Quantile (0-1) -> seconds.
+    call_duration_quantiles: dict[float, float] | None = None
 
 
 def breaker_samples(breaker: str, source: str, view: BreakerView) -> list[Sample]:
+    labels = {"breaker": breaker, "source": source}
     out = [
-        sample(
-            BREAKER_STATE,
-            1.0 if state == view.state else 0.0,
-            breaker=breaker,
-            source=source,
-            state=state,
-        )
+        sample(BREAKER_STATE, 1.0 if state == view.state else 0.0, **labels, state=state)
         for state in BREAKER_STATES
     ]
     if view.failure_ratio is not None:
-        out.append(
-            sample(BREAKER_FAILURE_RATIO, view.failure_ratio, breaker=breaker, source=source)
-        )
+        out.append(sample(BREAKER_FAILURE_RATIO, view.failure_ratio, **labels))
     if view.calls is not None:
-        for outcome in OUTCOMES:
-            count = view.calls.get(outcome, 0)
-            out.append(
-                sample(BREAKER_CALLS, count, breaker=breaker, source=source, outcome=outcome)
-            )
+        out += [
+            sample(BREAKER_CALLS, view.calls[outcome], **labels, outcome=outcome)
+            for outcome in OUTCOMES
+            if outcome in view.calls
+        ]
     if view.transitions is not None:
-        for (from_state, to_state), count in sorted(view.transitions.items()):
-            out.append(
-                sample(
-                    BREAKER_TRANSITIONS,
-                    count,
-                    breaker=breaker,
-                    source=source,
-                    from_state=from_state,
-                    to_state=to_state,
-                )
-            )
-    if view.next_attempt_at is not None:
-        out.append(
-            sample(BREAKER_NEXT_ATTEMPT, view.next_attempt_at, breaker=breaker, source=source)
-        )
+        out += [
+            sample(BREAKER_TRANSITIONS, count, **labels, from_state=from_state, to_state=to_state)
+            for (from_state, to_state), count in sorted(view.transitions.items())
+        ]
+    for fam, value in (
+        (BREAKER_NEXT_ATTEMPT, view.next_attempt_at),
+        (BREAKER_FALLBACKS, view.fallbacks),
+        (BREAKER_SLOW_CALLS, view.slow_calls),
+        (BREAKER_SLOW_CALL_RATIO, view.slow_call_ratio),
+    ):
+        if value is not None:
+            out.append(sample(fam, value, **labels))
+    if view.call_duration_quantiles is not None:
+        out += [
+            sample(BREAKER_CALL_DURATION, seconds, **labels, quantile=f"{quantile:g}")
+            for quantile, seconds in sorted(view.call_duration_quantiles.items())
+        ]
     return out

@@ -22,7 +22,7 @@ import jmespath.parser
 from pydantic import AfterValidator, Field
 
 from resilience_exporter.breakers import (
-    BREAKER_CALLS,
+    OUTCOMES,
     BreakerState,
     BreakerView,
     Outcome,
@@ -61,6 +61,7 @@ class CallsMapping(StrictModel):
 
     success: Expression | None = None
     failure: Expression | None = None
+    timeout: Expression | None = None
     rejected: Expression | None = None
 
 
@@ -74,6 +75,12 @@ class BreakersMapping(StrictModel):
     # A list of {"from": state, "to": state, "count": n} objects.
     transitions: Expression | None = None
     next_attempt_at: Expression | None = None  # Unix time
+    fallbacks: Expression | None = None  # cumulative
+    slow_calls: Expression | None = None  # cumulative
+    slow_call_ratio: Expression | None = None  # 0-1
+    slow_call_rate_percent: Expression | None = None  # 0-100, negative = not enough calls yet
+    # An object of quantile (0-1) -> seconds.
+    call_duration_quantiles: Expression | None = None
 
 
 class PoolsMapping(StrictModel):
@@ -106,10 +113,17 @@ PRESETS: Mapping[str, HealthMapping] = {
             state="state",
             failure_ratio="failure_ratio",
             calls=CallsMapping(
-                success="calls.success", failure="calls.failure", rejected="calls.rejected"
+                success="calls.success",
+                failure="calls.failure",
+                timeout="calls.timeout",
+                rejected="calls.rejected",
             ),
             transitions="transitions",
             next_attempt_at="next_attempt_at",
+            fallbacks="fallbacks",
+            slow_calls="slow_calls",
+            slow_call_ratio="slow_call_ratio",
+            call_duration_quantiles="call_duration_seconds",
         ),
         pools=PoolsMapping(
             items="pools || `[]`",
@@ -133,6 +147,7 @@ PRESETS: Mapping[str, HealthMapping] = {
             items="(components || details).circuitBreakers.details || `{}`",
             state="details.state",
             failure_rate_percent="details.failureRate",
+            slow_call_rate_percent="details.slowCallRate",
             calls=CallsMapping(rejected="details.notPermittedCalls"),
         ),
     ),
@@ -224,13 +239,7 @@ class MappedHealth:
     def samples(self, source: str) -> list[Sample]:
         out: list[Sample] = []
         for name, view in sorted(self.breakers.items()):
-            counted = view.calls or {}
-            out += [
-                s
-                for s in breaker_samples(name, source, view)
-                # An outcome the application does not count is left out, not shown as 0.
-                if s.family is not BREAKER_CALLS or dict(s.labels)["outcome"] in counted
-            ]
+            out += breaker_samples(name, source, view)
         for name, stats in sorted(self.pools.items()):
             out += pool_samples(name, source, stats)
         return out
@@ -250,40 +259,68 @@ def _transitions(raw: object, what: str) -> dict[tuple[BreakerState, BreakerStat
     return out
 
 
+def _ratio(item: _Item, ratio: str | None, percent: str | None, what: str) -> float | None:
+    """A 0-1 ratio given as such or as a percentage; None while the source has too few calls
+    (Resilience4j reports -1 until its sliding window holds its minimum number of calls)."""
+    raw_ratio = _field(item, ratio)
+    if raw_ratio is not None:
+        value: float | None = _number(raw_ratio, what)
+    else:
+        raw_percent = _field(item, percent)
+        if raw_percent is None:
+            return None
+        number = _number(raw_percent, what)
+        value = None if number < 0 else number / 100.0
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise MappingError(f"{what} {value} is outside 0-1")
+    return value
+
+
+def _quantiles(raw: object, what: str) -> dict[float, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise MappingError(f"{what}: call duration quantiles are not an object")
+    out: dict[float, float] = {}
+    for key, value in raw.items():
+        quantile = _number(key, f"{what} quantile")
+        if not 0.0 <= quantile <= 1.0:
+            raise MappingError(f"{what}: quantile {key!r} is outside 0-1")
+        out[quantile] = _number(value, f"{what} call duration")
+    return out
+
+
 def _breaker(item: _Item, mapping: BreakersMapping, index: int) -> tuple[str, BreakerView]:
     name = _name(item, mapping.name, f"breakers[{index}]")
     what = f"breaker {name!r}"
     state_value = _field(item, mapping.state)
     if state_value is None:
         raise MappingError(f"{what}: no state (`{mapping.state}`)")
-    ratio: float | None = None
-    raw_ratio = _field(item, mapping.failure_ratio)
-    if raw_ratio is not None:
-        ratio = _number(raw_ratio, f"{what} failure_ratio")
-    raw_percent = _field(item, mapping.failure_rate_percent)
-    if ratio is None and raw_percent is not None:
-        percent = _number(raw_percent, f"{what} failure rate")
-        # Resilience4j reports -1 until the sliding window holds its minimum number of calls.
-        ratio = None if percent < 0 else percent / 100.0
-    if ratio is not None and not 0.0 <= ratio <= 1.0:
-        raise MappingError(f"{what}: failure ratio {ratio} is outside 0-1")
-    calls: dict[Outcome, int] = {}
-    for outcome in ("success", "failure", "rejected"):
-        expression = getattr(mapping.calls, outcome)
+
+    def count(expression: str | None, field: str) -> int | None:
         raw = _field(item, expression)
-        if raw is not None:
-            calls[outcome] = _count(raw, f"{what} calls.{outcome}")
-    transitions = _transitions(_field(item, mapping.transitions), what)
-    next_attempt: float | None = None
+        return None if raw is None else _count(raw, f"{what} {field}")
+
+    calls: dict[Outcome, int] = {}
+    for outcome in OUTCOMES:
+        found = count(getattr(mapping.calls, outcome), f"calls.{outcome}")
+        if found is not None:
+            calls[outcome] = found
     raw_next = _field(item, mapping.next_attempt_at)
-    if raw_next is not None:
-        next_attempt = _number(raw_next, f"{what} next_attempt_at")
     view = BreakerView(
         state=breaker_state(state_value),
-        failure_ratio=ratio,
+        failure_ratio=_ratio(
+            item, mapping.failure_ratio, mapping.failure_rate_percent, f"{what} failure ratio"
+        ),
         calls=calls or None,
-        transitions=transitions,
-        next_attempt_at=next_attempt,
+        transitions=_transitions(_field(item, mapping.transitions), what),
+        next_attempt_at=None if raw_next is None else _number(raw_next, f"{what} next_attempt_at"),
+        fallbacks=count(mapping.fallbacks, "fallbacks"),
+        slow_calls=count(mapping.slow_calls, "slow_calls"),
+        slow_call_ratio=_ratio(
+            item, mapping.slow_call_ratio, mapping.slow_call_rate_percent, f"{what} slow call ratio"
+        ),
+        call_duration_quantiles=_quantiles(_field(item, mapping.call_duration_quantiles), what),
     )
     return name, view
 

@@ -435,6 +435,53 @@ def test_secrets_never_shown(scraped: tuple[Exposition, str, str]) -> None:
     assert "probe failed" in logs  # the logs were there to be searched
 
 
+def test_generic_document_fallbacks_slow_calls_and_call_durations() -> None:
+    document = {
+        "version": 1,
+        "breakers": [
+            {
+                "name": "payments",
+                "state": "closed",
+                "calls": {"success": 7, "failure": 2, "timeout": 1, "rejected": 0},
+                "fallbacks": 3,
+                "slow_calls": 4,
+                "slow_call_ratio": 0.4,
+                "call_duration_seconds": {"0.5": 0.012, "0.99": 0.3},
+            }
+        ],
+    }
+    samples = {
+        (s.family.name, tuple(v for k, v in s.labels if k in ("outcome", "quantile"))): s.value
+        for s in apply(PRESETS["generic"], document).samples("shop")
+    }
+    assert samples[("resilience_breaker_calls_total", ("timeout",))] == 1
+    assert samples[("resilience_breaker_calls_total", ("failure",))] == 2
+    assert samples[("resilience_breaker_fallbacks_total", ())] == 3
+    assert samples[("resilience_breaker_slow_calls_total", ())] == 4
+    assert samples[("resilience_breaker_slow_call_ratio", ())] == 0.4
+    assert samples[("resilience_breaker_call_duration_seconds", ("0.5",))] == 0.012
+    assert samples[("resilience_breaker_call_duration_seconds", ("0.99",))] == 0.3
+
+
+@pytest.mark.parametrize(("reported", "ratio"), [("25.0%", 0.25), ("-1.0%", None)])
+def test_resilience4j_slow_call_rate(reported: str, ratio: float | None) -> None:
+    document = {
+        "status": "UP",
+        "components": {
+            "circuitBreakers": {
+                "details": {
+                    "inventory": {
+                        "status": "UP",
+                        "details": {"state": "CLOSED", "slowCallRate": reported},
+                    }
+                }
+            }
+        },
+    }
+    view = apply(PRESETS["resilience4j"], document).breakers["inventory"]
+    assert view.slow_call_ratio == ratio
+
+
 @pytest.mark.parametrize(
     ("spelling", "state"),
     [

@@ -12,8 +12,6 @@ from resilience_exporter.pools import PoolStats
 
 def breaker_entry(name: str, view: BreakerView) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "state": view.state}
-    if view.failure_ratio is not None:
-        entry["failure_ratio"] = view.failure_ratio
     if view.calls is not None:
         entry["calls"] = dict(view.calls)
     if view.transitions is not None:
@@ -21,8 +19,18 @@ def breaker_entry(name: str, view: BreakerView) -> dict[str, Any]:
             {"from": from_state, "to": to_state, "count": count}
             for (from_state, to_state), count in sorted(view.transitions.items())
         ]
-    if view.next_attempt_at is not None:
-        entry["next_attempt_at"] = view.next_attempt_at
+    if view.call_duration_quantiles is not None:
+        entry["call_duration_seconds"] = {
+            f"{quantile:g}": seconds for quantile, seconds in view.call_duration_quantiles.items()
+        }
+    optional = {
+        "failure_ratio": view.failure_ratio,
+        "next_attempt_at": view.next_attempt_at,
+        "fallbacks": view.fallbacks,
+        "slow_calls": view.slow_calls,
+        "slow_call_ratio": view.slow_call_ratio,
+    }
+    entry.update({key: value for key, value in optional.items() if value is not None})
     return entry
 
 
