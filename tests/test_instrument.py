@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,8 @@ import redis.asyncio
 from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
-from http_app import BackgroundApp
+from fastapi import FastAPI
+from http_app import BackgroundApp, BackgroundASGI
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -279,6 +281,50 @@ def test_importing_starts_and_pulls_in_nothing() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_importing_pulls_in_none_of_the_new_libraries() -> None:
+    code = (
+        "import sys, resilience_exporter.instrument\n"
+        "libraries = ('sqlalchemy', 'asyncpg', 'aiobreaker', 'circuitbreaker', 'fastapi',\n"
+        "             'starlette', 'uvicorn', 'greenlet')\n"
+        "print([m for m in sys.modules if m.split('.')[0] in libraries])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def request(url: str, method: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_asgi_route_on_fastapi_and_the_bare_asgi_app() -> None:
+    breaker = pybreaker.CircuitBreaker(name="payments")
+    health = Instrumentation(source="checkout")
+    health.track_breaker(breaker)
+    breaker.call(succeed)
+    app = FastAPI()
+    health.add_asgi_route(app)
+    with BackgroundASGI(app) as served, BackgroundASGI(health.asgi_app()) as bare:
+        status, headers, body = request(f"{served.url}/health/resilience", "GET")
+        assert (status, headers["content-type"]) == (200, "application/json")
+        assert json.loads(body) == health.document()
+        assert apply(PRESETS["generic"], json.loads(body)).samples("checkout") == health.samples()
+        status, headers, body = request(f"{served.url}/health/resilience", "HEAD")
+        assert (status, body) == (200, b"")
+        assert request(f"{served.url}/health/resilience", "POST")[0] == 405
+        assert request(f"{served.url}/elsewhere", "GET")[0] == 404
+        # Alone, the app answers every path; it refuses other methods itself.
+        status, headers, body = request(f"{bare.url}/anything", "GET")
+        assert (status, json.loads(body)) == (200, health.document())
+        status, headers, _ = request(f"{bare.url}/", "DELETE")
+        assert (status, headers["allow"]) == (405, "GET, HEAD")
 
 
 def serve_wsgi(app: Any) -> tuple[str, Callable[[], None]]:
