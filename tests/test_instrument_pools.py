@@ -10,16 +10,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import circuitbreaker
 import pytest
 import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess
+from exporter_process import ExporterProcess, Exposition
 from fastapi import FastAPI
 from http_app import BackgroundASGI
+from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -318,3 +321,67 @@ targets:
             assert prometheus.query(f"resilience_pool_long_held_connections{{{pool}}} == 0")
     finally:
         engine.dispose()
+
+
+def test_round_trip_of_tracked_pools_and_breakers(postgres: PostgresServer, workdir: Path) -> None:
+    """Histograms, overflow, leak figures and the breakers' slow calls and fallbacks read back
+    by a `preset: generic` target give the same series as the application's own collector."""
+    url = sqlalchemy_url(postgres, driver="psycopg", password=MONITOR_PASSWORD)
+    engine = sa.create_engine(url, pool_size=1, max_overflow=2)
+    health = Instrumentation(source="shop")
+    health.track_pool(engine, name="orders-db", leak_threshold=LEAK)
+    breaker = circuitbreaker.CircuitBreaker(
+        failure_threshold=1, recovery_timeout=3600, name="prices", fallback_function=lambda: 0
+    )
+    health.track_breaker(breaker, slow_call_threshold=1.0)
+
+    @breaker  # type: ignore[untyped-decorator]
+    def price() -> int:
+        raise ConnectionError("prices are down")
+
+    with pytest.raises(ConnectionError):
+        price()
+    assert price() == 0  # the fallback
+    with engine.connect() as first, engine.connect() as second:
+        first.execute(sa.text("SELECT 1"))
+        second.execute(sa.text("SELECT 1"))
+    registry = CollectorRegistry()
+    health.register(registry)
+    app = FastAPI()
+    health.add_asgi_route(app)
+    config = """
+defaults: {interval: 1s, timeout: 1s}
+host: {enabled: false}
+targets:
+  - name: shop
+    kind: http
+    url: %s/health/resilience
+"""
+    try:
+        with (
+            BackgroundASGI(app) as served,
+            ExporterProcess(workdir, config=config % served.url) as exporter,
+        ):
+            scraped = exporter.wait_for(
+                "the application's document read",
+                lambda e: e.value("resilience_up", target="shop") == 1,
+                timeout=30,
+            )
+            local = Exposition(generate_latest(registry).decode())
+    finally:
+        engine.dispose()
+
+    def shared(exp: Exposition) -> dict[str, dict[Any, float]]:
+        return {
+            name: {k: v for k, v in series.items() if ("source", "shop") in k}
+            for name, series in exp.samples.items()
+            if name.startswith(("resilience_breaker_", "resilience_pool_"))
+        }
+
+    assert shared(scraped) == shared(local)
+    assert local.value("resilience_pool_hold_duration_seconds_count", pool="orders-db") == 2
+    assert local.value("resilience_pool_acquire_duration_seconds_count", pool="orders-db") == 2
+    assert local.value("resilience_pool_overflow_connections", pool="orders-db") == 0
+    assert local.value("resilience_pool_leak_threshold_seconds", pool="orders-db") == LEAK
+    assert local.value("resilience_breaker_fallbacks_total", breaker="prices") == 1
+    assert local.value("resilience_breaker_slow_calls_total", breaker="prices") == 0

@@ -274,4 +274,8 @@ class CircuitbreakerAdapter:
         return breaker_state(self.breaker.state)
 
     def next_attempt_at(self, opened_at: float | None) -> float:
-        return float(self.breaker.open_until.timestamp())
+        # `open_until` is recomputed from the clock at every read, rounded to whole seconds;
+        # the time the tracker saw it open plus the recovery timeout is stable.
+        if opened_at is None:
+            return float(self.breaker.open_until.timestamp())
+        return opened_at + float(self.breaker._recovery_timeout)
