@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import circuitbreaker
@@ -19,7 +18,13 @@ import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import (
+    ExporterProcess,
+    Exposition,
+    application_series,
+    http_target_config,
+    read_by_http_target,
+)
 from fastapi import FastAPI
 from http_app import BackgroundASGI
 from prometheus_client import CollectorRegistry, generate_latest
@@ -276,19 +281,13 @@ def test_a_leak_fires_the_alert_and_shows_the_pool_exhausted(
         overrides={"alerts": {"ResiliencePoolConnectionLeak": {"for": "2s"}}}
     )
     rule_files = write_rules(workdir / "rules", render(thresholds))
-    config = """
-defaults: {interval: 1s, timeout: 1s}
-host: {enabled: false}
-targets:
-  - name: shop
-    kind: http
-    url: %s/health/resilience
-"""
     pool = 'pool="orders-db", source="shop"'
     try:
         with (
             BackgroundASGI(app) as served,
-            ExporterProcess(workdir, config=config % served.url) as exporter,
+            ExporterProcess(
+                workdir, config=http_target_config("shop", f"{served.url}/health/resilience")
+            ) as exporter,
             PrometheusServer(
                 scrape={"resilience-exporter": [f"127.0.0.1:{exporter.port}"]},
                 rule_files=rule_files,
@@ -349,36 +348,14 @@ def test_round_trip_of_tracked_pools_and_breakers(postgres: PostgresServer, work
     health.register(registry)
     app = FastAPI()
     health.add_asgi_route(app)
-    config = """
-defaults: {interval: 1s, timeout: 1s}
-host: {enabled: false}
-targets:
-  - name: shop
-    kind: http
-    url: %s/health/resilience
-"""
     try:
-        with (
-            BackgroundASGI(app) as served,
-            ExporterProcess(workdir, config=config % served.url) as exporter,
-        ):
-            scraped = exporter.wait_for(
-                "the application's document read",
-                lambda e: e.value("resilience_up", target="shop") == 1,
-                timeout=30,
-            )
+        with BackgroundASGI(app) as served:
+            url = f"{served.url}/health/resilience"
+            scraped = read_by_http_target(workdir, name="shop", url=url)
             local = Exposition(generate_latest(registry).decode())
     finally:
         engine.dispose()
-
-    def shared(exp: Exposition) -> dict[str, dict[Any, float]]:
-        return {
-            name: {k: v for k, v in series.items() if ("source", "shop") in k}
-            for name, series in exp.samples.items()
-            if name.startswith(("resilience_breaker_", "resilience_pool_"))
-        }
-
-    assert shared(scraped) == shared(local)
+    assert application_series(scraped, "shop") == application_series(local, "shop")
     assert local.value("resilience_pool_hold_duration_seconds_count", pool="orders-db") == 2
     assert local.value("resilience_pool_acquire_duration_seconds_count", pool="orders-db") == 2
     assert local.value("resilience_pool_overflow_connections", pool="orders-db") == 0
