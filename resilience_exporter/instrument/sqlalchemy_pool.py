@@ -92,10 +92,13 @@ class SQLAlchemyPoolReader:
             event.listen(engine, "handle_error", self._failed)
 
     def _current_pool(self) -> Pool:
-        if self._engine is not None and self._engine.pool is not self._pool:
-            self._pool = self._engine.pool
-            self._wrap(self._pool)
-        return self._pool
+        if self._engine is None or self._engine.pool is self._pool:
+            return self._pool
+        with self._lock:  # two threads may meet the new pool at once: wrap it once
+            if self._engine.pool is not self._pool:
+                self._pool = self._engine.pool
+                self._wrap(self._pool)
+            return self._pool
 
     def _wrap(self, pool: Pool) -> None:
         already = getattr(vars(pool).get("connect"), _WRAPPED, None)
