@@ -47,7 +47,7 @@ class _Substituter:
             table = (
                 self.thresholds.settings
                 if scope == "settings"
-                else self.thresholds.alerts.get(scope)
+                else self.thresholds.alerts.get(scope, self.thresholds.records.get(scope))
             )
             if table is None or key not in table:
                 raise AlertRulesError(f"{where}: no threshold {scope}.{key}")
@@ -136,7 +136,7 @@ def render(
         raise AlertRulesError(f"thresholds for alerts no template defines: {sorted(missing)}")
     unused = {
         (name, key)
-        for name, values in thresholds.alerts.items()
+        for name, values in [*thresholds.alerts.items(), *thresholds.records.items()]
         for key in values
         if key != "for" and (name, key) not in substitute.used
     }

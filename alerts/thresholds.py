@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class AlertRulesError(ValueError):
 class Thresholds:
     settings: Mapping[str, Any]
     alerts: Mapping[str, Mapping[str, Any]]
+    # Numbers of recording rules (no `for:`), e.g. where a pool turns degraded.
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def runbook_url(self, alert: str) -> str:
         """The alert's entry in the published docs/runbooks.md: the rules' runbook_url
@@ -47,39 +49,52 @@ def load_thresholds(
     data = expect_mapping(yaml.safe_load(path.read_text()), str(path))
     _only_keys(data, str(path))
     settings = dict(expect_mapping(data.get("settings", {}), f"{path}: settings"))
-    alerts = {
-        name: dict(expect_mapping(values, f"{path}: alerts.{name}"))
-        for name, values in expect_mapping(data.get("alerts", {}), f"{path}: alerts").items()
+    tables = {
+        section: {
+            name: dict(expect_mapping(values, f"{path}: {section}.{name}"))
+            for name, values in expect_mapping(data.get(section, {}), f"{path}: {section}").items()
+        }
+        for section in _TABLES
     }
     if overrides:
-        _apply_overrides(settings, alerts, expect_mapping(dict(overrides), "overrides"))
-    for name, values in alerts.items():
-        for key, value in values.items():
-            _check_value(f"alerts.{name}.{key}", value, duration=key == "for")
-    return Thresholds(settings=settings, alerts=alerts)
+        _apply_overrides(settings, tables, expect_mapping(dict(overrides), "overrides"))
+    for section, table in tables.items():
+        for name, values in table.items():
+            for key, value in values.items():
+                _check_value(f"{section}.{name}.{key}", value, duration=key == "for")
+    return Thresholds(settings=settings, alerts=tables["alerts"], records=tables["records"])
+
+
+# The sections of named entries: each alert's numbers and `for:`, each recording rule's numbers.
+_TABLES = ("alerts", "records")
+_KIND = {"alerts": "alert", "records": "recording rule"}
 
 
 def _only_keys(data: Mapping[str, Any], where: str) -> None:
-    extra = set(data) - {"settings", "alerts"}
+    extra = set(data) - {"settings", *_TABLES}
     if extra:
         raise AlertRulesError(f"{where}: unknown keys {sorted(extra)}")
 
 
 def _apply_overrides(
-    settings: dict[str, Any], alerts: dict[str, dict[str, Any]], over: Mapping[str, Any]
+    settings: dict[str, Any],
+    tables: dict[str, dict[str, dict[str, Any]]],
+    over: Mapping[str, Any],
 ) -> None:
     _only_keys(over, "overrides")
     for key, value in expect_mapping(over.get("settings", {}), "overrides: settings").items():
         if key not in settings:
             raise AlertRulesError(f"overrides: settings.{key} is not a known setting")
         settings[key] = value
-    for name, values in expect_mapping(over.get("alerts", {}), "overrides: alerts").items():
-        if name not in alerts:
-            raise AlertRulesError(f"overrides: alerts.{name} is not a known alert")
-        for key, value in expect_mapping(values, f"overrides: alerts.{name}").items():
-            if key not in alerts[name]:
-                raise AlertRulesError(f"overrides: alerts.{name}.{key} is not a known key")
-            alerts[name][key] = value
+    for section, table in tables.items():
+        where = f"overrides: {section}"
+        for name, values in expect_mapping(over.get(section, {}), where).items():
+            if name not in table:
+                raise AlertRulesError(f"{where}.{name} is not a known {_KIND[section]}")
+            for key, value in expect_mapping(values, f"{where}.{name}").items():
+                if key not in table[name]:
+                    raise AlertRulesError(f"{where}.{name}.{key} is not a known key")
+                table[name][key] = value
 
 
 def _check_value(where: str, value: object, *, duration: bool) -> None:

@@ -10,6 +10,7 @@ indicator.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from resilience_exporter.breakers import (
     Outcome,
     breaker_samples,
 )
-from resilience_exporter.families import Sample
+from resilience_exporter.families import HistogramValue, Sample
 from resilience_exporter.models import StrictModel
 from resilience_exporter.pools import PoolStats, pool_samples
 
@@ -96,6 +97,15 @@ class PoolsMapping(StrictModel):
     connect_errors: Expression | None = None
     acquire_errors: Expression | None = None
     lost: Expression | None = None
+    # Measured around the application's checkouts (resilience_exporter.instrument).
+    overflow: Expression | None = None
+    long_held: Expression | None = None
+    leak_threshold_seconds: Expression | None = None
+    oldest_checkout_age_seconds: Expression | None = None
+    # Histograms: {"buckets": {"<le>": cumulative count, ..., "+Inf": n}, "sum": seconds}.
+    acquire_seconds: Expression | None = None
+    connect_seconds: Expression | None = None
+    hold_seconds: Expression | None = None
 
 
 class HealthMapping(StrictModel):
@@ -136,6 +146,13 @@ PRESETS: Mapping[str, HealthMapping] = {
             connect_errors="connect_errors",
             acquire_errors="acquire_errors",
             lost="lost",
+            overflow="overflow",
+            long_held="long_held",
+            leak_threshold_seconds="leak_threshold_seconds",
+            oldest_checkout_age_seconds="oldest_checkout_age_seconds",
+            acquire_seconds="acquire_seconds",
+            connect_seconds="connect_seconds",
+            hold_seconds="hold_seconds",
         ),
     ),
     # Spring Boot 2.2+ nests indicators under `components` (older releases: `details`).
@@ -343,6 +360,19 @@ def _pool(item: _Item, mapping: PoolsMapping, index: int) -> tuple[str, PoolStat
     max_size = count("max")
     if max_size is None:
         raise MappingError(f"{what}: no max (`{mapping.max}`)")
+
+    def seconds(field: str) -> float | None:
+        raw = _field(item, getattr(mapping, field))
+        if raw is None:
+            return None
+        value = _number(raw, f"{what} {field}")
+        if value < 0:
+            raise MappingError(f"{what} {field}: {raw!r} is negative")
+        return value
+
+    def histogram(field: str) -> HistogramValue | None:
+        return _histogram(_field(item, getattr(mapping, field)), f"{what} {field}")
+
     return name, PoolStats(
         in_use=in_use,
         idle=idle,
@@ -352,6 +382,38 @@ def _pool(item: _Item, mapping: PoolsMapping, index: int) -> tuple[str, PoolStat
         connect_errors=count("connect_errors"),
         acquire_errors=count("acquire_errors"),
         lost=count("lost"),
+        overflow=count("overflow"),
+        acquire=histogram("acquire_seconds"),
+        connect=histogram("connect_seconds"),
+        hold=histogram("hold_seconds"),
+        long_held=count("long_held"),
+        leak_threshold=seconds("leak_threshold_seconds"),
+        oldest_checkout_age=seconds("oldest_checkout_age_seconds"),
+    )
+
+
+def _histogram(raw: object, what: str) -> HistogramValue | None:
+    """Cumulative bucket counts keyed by upper bound (one of them `+Inf`) and a sum."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("buckets"), dict):
+        raise MappingError(f"{what}: a histogram is an object with `buckets` and `sum`")
+    bounds: list[tuple[float, int]] = []
+    for key, value in raw["buckets"].items():
+        bound = math.inf if str(key).strip().lower() in ("+inf", "inf") else None
+        if bound is None:
+            bound = _number(key, f"{what} bucket bound")
+        bounds.append((bound, _count(value, f"{what} bucket {key!r}")))
+    bounds.sort()
+    if not bounds or bounds[-1][0] != math.inf:
+        raise MappingError(f"{what}: no +Inf bucket")
+    counts = [count for _, count in bounds]
+    if any(later < earlier for earlier, later in itertools.pairwise(counts)):
+        raise MappingError(f"{what}: bucket counts are not cumulative")
+    return HistogramValue(
+        bounds=tuple(bound for bound, _ in bounds[:-1]),
+        cumulative_counts=tuple(counts),
+        sum=_number(raw.get("sum", 0), f"{what} sum"),
     )
 
 

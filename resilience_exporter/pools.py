@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from resilience_exporter.families import HistogramAccumulator, Sample, family, sample
+from resilience_exporter.families import (
+    HistogramAccumulator,
+    HistogramValue,
+    Sample,
+    family,
+    sample,
+)
 
 _LABELS = ("pool", "source")
 
@@ -53,6 +59,38 @@ POOL_LOST = family(
     "Connections found broken while in the pool and discarded.",
     "counter", _LABELS, group="pool",
 )  # fmt: skip
+POOL_OVERFLOW = family(
+    "resilience_pool_overflow_connections",
+    "Connections open beyond the pool's persistent size (SQLAlchemy's overflow); they are "
+    "closed when returned.",
+    "gauge", _LABELS, group="pool",
+)  # fmt: skip
+POOL_HOLD = family(
+    "resilience_pool_hold_duration_seconds",
+    "How long connections stayed checked out of the pool, observed when they were returned.",
+    "histogram", _LABELS, group="pool",
+)  # fmt: skip
+POOL_LONG_HELD = family(
+    "resilience_pool_long_held_connections",
+    "Connections checked out now for longer than the pool's leak threshold: likely leaks.",
+    "gauge", _LABELS, group="pool",
+)  # fmt: skip
+POOL_LEAK_THRESHOLD = family(
+    "resilience_pool_leak_threshold_seconds",
+    "How long a connection may stay checked out before it counts as long-held.",
+    "gauge", _LABELS, group="pool",
+)  # fmt: skip
+POOL_OLDEST_CHECKOUT = family(
+    "resilience_pool_oldest_checkout_age_seconds",
+    "How long the connection checked out the longest ago has been out (0 when none is).",
+    "gauge", _LABELS, group="pool",
+)  # fmt: skip
+
+# Hold times: from a quick query (a millisecond) to a connection forgotten for a quarter of an
+# hour; the default leak threshold (30 s) is a bound.
+HOLD_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +105,14 @@ class PoolStats:
     connect_errors: int | None = None
     acquire_errors: int | None = None
     lost: int | None = None
+    overflow: int | None = None
+    # Measured by an instrumented application around its own checkouts.
+    acquire: HistogramValue | None = None
+    connect: HistogramValue | None = None
+    hold: HistogramValue | None = None
+    long_held: int | None = None
+    leak_threshold: float | None = None
+    oldest_checkout_age: float | None = None
 
 
 @dataclass
@@ -103,8 +149,18 @@ def pool_samples(
     for operation, count in (("connect", stats.connect_errors), ("acquire", stats.acquire_errors)):
         if count is not None:
             out.append(sample(POOL_ERRORS, count, pool=pool, source=source, operation=operation))
-    if stats.lost is not None:
-        out.append(sample(POOL_LOST, stats.lost, pool=pool, source=source))
+    for fam, value in (
+        (POOL_LOST, stats.lost),
+        (POOL_OVERFLOW, stats.overflow),
+        (POOL_ACQUIRE, stats.acquire),
+        (POOL_CONNECT, stats.connect),
+        (POOL_HOLD, stats.hold),
+        (POOL_LONG_HELD, stats.long_held),
+        (POOL_LEAK_THRESHOLD, stats.leak_threshold),
+        (POOL_OLDEST_CHECKOUT, stats.oldest_checkout_age),
+    ):
+        if value is not None:
+            out.append(sample(fam, value, pool=pool, source=source))
     if timings is not None:
         out.append(sample(POOL_ACQUIRE, timings.acquire.value(), pool=pool, source=source))
         out.append(sample(POOL_CONNECT, timings.connect.value(), pool=pool, source=source))

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,9 +31,13 @@ DEMO_DIR = ROOT / ".demo"
 MONITOR_USER = "monitor"
 MONITOR_PASSWORD = "demo-monitor-password"
 REDIS_PASSWORD = "demo-redis-password"
+APP_USER = "shop"
+APP_PASSWORD = "demo-shop-password"
 
 
-def demo_config(pg: PostgresServer, bouncer: PgBouncerServer, cache: RedisServer) -> str:
+def demo_config(
+    pg: PostgresServer, bouncer: PgBouncerServer, cache: RedisServer, app_port: int
+) -> str:
     return f"""# Written by scripts/demo.py
 defaults: {{interval: 5s, timeout: 3s}}
 targets:
@@ -53,6 +58,11 @@ targets:
     url: redis://127.0.0.1:{cache.port}/0
     password: ${{DEMO_REDIS_PASSWORD}}
     labels: {{env: demo}}
+  - name: demo-shop                     # the demo application (scripts/demo_app.py)
+    kind: http
+    url: http://127.0.0.1:{app_port}/health/resilience
+    preset: generic
+    labels: {{env: demo}}
 host: {{enabled: true}}
 """
 
@@ -67,9 +77,10 @@ def print_notification(notification: Notification) -> None:
         )
 
 
-def start_alerting(exporter_port: int, cleanups: list[Callable[[], None]]) -> str:
+def start_alerting(exporter_port: int, cleanups: list[Callable[[], None]]) -> tuple[str, str]:
     """Prometheus scraping the exporter with alerts/*.rules.yml loaded, and Alertmanager with
-    alerts/alertmanager.example.yml whose webhooks print here. Returns the lines to print."""
+    alerts/alertmanager.example.yml whose webhooks print here. Returns Prometheus' URL and
+    the lines to print."""
     receiver = WebhookReceiver(on_notification=print_notification)
     receiver.start()
     cleanups.append(receiver.stop)
@@ -86,10 +97,54 @@ def start_alerting(exporter_port: int, cleanups: list[Callable[[], None]]) -> st
     )
     cleanups.append(prometheus.remove)
     prometheus.start()
-    return (
+    return prometheus.url, (
         f"  Prometheus (rules)      {prometheus.url}/alerts\n"
         f"  Alertmanager            {alertmanager.url}/  (notifications are printed here)\n"
     )
+
+
+def start_application(
+    pg: PostgresServer, cache: RedisServer, *, leak_threshold: float
+) -> tuple[ServerProcess, str]:
+    """The demo's FastAPI service (scripts/demo_app.py) on a free port; returns it and its
+    URL. Its database and Redis URLs, passwords included, go through the environment."""
+    pg.create_role(APP_USER, APP_PASSWORD, monitor=False)
+    port = free_port()
+    database = f"postgresql+psycopg://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{pg.port}/postgres"
+    os.environ["DEMO_APP_DATABASE_URL"] = database
+    os.environ["DEMO_APP_REDIS_URL"] = cache.url(password=REDIS_PASSWORD)
+    app = ServerProcess(
+        "demo-shop",
+        [
+            sys.executable,
+            "-m",
+            "scripts.demo_app",
+            f"--port={port}",
+            f"--leak-threshold={leak_threshold:g}",
+        ],
+        log_path=DEMO_DIR / "demo-shop.log",
+    )
+    app.start()
+    wait_until(lambda: port_open(port), timeout=60, what="the demo application to listen")
+    return app, f"http://127.0.0.1:{port}"
+
+
+def application_help(app_url: str, metrics_url: str, prometheus_url: str, leak: float) -> str:
+    health_query = "pool:resilience_pool_health:state == 1"
+    return f"""  demo application        {app_url}/  (FastAPI: SQLAlchemy pool orders-db, Redis pool
+                          cache, pybreaker breaker payments; read by the target demo-shop)
+    leak a connection     curl {app_url}/leak   (each call keeps one; 3 exhaust the pool)
+                          held past {leak:g} s, they count in {metrics_url}
+                          as resilience_pool_long_held_connections{{source="demo-shop"}};
+                          ResiliencePoolConnectionLeak fires after 5 minutes at
+                          {prometheus_url}/alerts; curl {app_url}/release gives them back
+    open the breaker      curl '{app_url}/flaky?fail=1'  three times (answered by the fallback)
+                          resilience_breaker_state{{breaker="payments",state="open"}} is 1;
+                          ResilienceApplicationBreakerOpen fires after 1 minute
+    a slow call           curl '{app_url}/flaky?slow=1'  while the breaker is closed
+                          (resilience_breaker_slow_calls_total)
+    pool health           {prometheus_url}/graph?g0.expr={urllib.parse.quote(health_query)}
+"""
 
 
 def main() -> int:
@@ -102,6 +157,14 @@ def main() -> int:
         help="stop by itself after this long (for tests)",
     )
     parser.add_argument("--port", type=int, default=9864, help="exporter port if free")
+    parser.add_argument(
+        "--app-leak-threshold",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the demo application's connections may be held before they count as "
+        "long-held",
+    )
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -122,8 +185,11 @@ def main() -> int:
         bouncer = PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
         bouncer.start()
         cache.start()
+        print("starting the demo application ...", flush=True)
+        app, app_url = start_application(pg, cache, leak_threshold=args.app_leak_threshold)
+        started.append(app)
         config_path = DEMO_DIR / "config.yml"
-        config_path.write_text(demo_config(pg, bouncer, cache))
+        config_path.write_text(demo_config(pg, bouncer, cache, int(app_url.rsplit(":", 1)[1])))
 
         port = args.port if not port_open(args.port) else free_port()
         exporter = ServerProcess(
@@ -143,17 +209,19 @@ def main() -> int:
         started.append(exporter)
         wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
         print("starting Prometheus and Alertmanager ...", flush=True)
-        alerting = start_alerting(port, cleanups)
+        prometheus_url, alerting = start_alerting(port, cleanups)
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        shop = application_help(app_url, metrics_url, prometheus_url, args.app_leak_threshold)
 
         print(
             f"""
 resilience-exporter demo is running (Ctrl-C stops everything)
   exporter landing page   http://127.0.0.1:{port}/
-  metrics                 http://127.0.0.1:{port}/metrics
+  metrics                 {metrics_url}
   PostgreSQL              {pg.dsn(MONITOR_USER)}  (role with pg_monitor)
   PgBouncer               {bouncer.dsn(MONITOR_USER)}  (admin console)
   Redis                   {cache.url()}  (requirepass set)
-{alerting}  config                  {config_path}
+{alerting}{shop}  config                  {config_path}
   exporter log            {exporter.log_path}
 """,
             flush=True,

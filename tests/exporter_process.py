@@ -202,3 +202,35 @@ def run_exporter(
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
     )
+
+
+def http_target_config(name: str, url: str) -> str:
+    """A configuration with one `kind: http` target (`preset: generic`) probed every second."""
+    return f"""
+defaults: {{interval: 1s, timeout: 1s}}
+host: {{enabled: false}}
+targets:
+  - name: {name}
+    kind: http
+    url: {url}
+    preset: generic
+"""
+
+
+def read_by_http_target(workdir: Path, *, name: str, url: str) -> Exposition:
+    """What an exporter shows once its `kind: http` target `name` has read `url`."""
+    with ExporterProcess(workdir, config=http_target_config(name, url)) as exporter:
+        return exporter.wait_for(
+            "the application's document read",
+            lambda e: e.value("resilience_up", target=name) == 1,
+            timeout=30,
+        )
+
+
+def application_series(exp: Exposition, source: str) -> dict[str, dict[LabelSet, float]]:
+    """The breaker and pool series of one application."""
+    return {
+        name: {k: v for k, v in series.items() if ("source", source) in k}
+        for name, series in exp.samples.items()
+        if name.startswith(("resilience_breaker_", "resilience_pool_"))
+    }

@@ -8,11 +8,11 @@ import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
-from scripts.testservers.base import free_port
+from scripts.testservers.base import free_port, wait_until
 
 
 class BackgroundApp:
@@ -75,3 +75,31 @@ class BackgroundApp:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class BackgroundASGI:
+    """An ASGI application (FastAPI, Starlette) served by uvicorn on a free loopback port from
+    a background thread (uvicorn installs no signal handlers outside the main thread)."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="test-asgi-app", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        wait_until(lambda: self._server.started, timeout=30, what="uvicorn to listen")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)

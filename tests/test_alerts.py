@@ -239,6 +239,22 @@ def test_bad_overrides_are_refused_clearly(overrides: dict[str, Any], message: s
         load_thresholds(overrides=overrides)
 
 
+def test_thresholds_tune_the_recording_rules() -> None:
+    tuned = render(load_thresholds(overrides={"records": {"PoolHealth": {"degraded_waiting": 3}}}))
+    rule = next(
+        r
+        for r in yaml.safe_load(tuned["pools.rules.yml"])["groups"][0]["rules"]
+        if r.get("record") == "pool:resilience_pool_health_signal:level"
+    )
+    assert "pool:resilience_pool_pending_requests:targeted > bool 3" in rule["expr"]
+    with pytest.raises(AlertRulesError, match=r"records\.PoolHealt is not a known recording rule"):
+        load_thresholds(overrides={"records": {"PoolHealt": {"degraded_waiting": 3}}})
+    with pytest.raises(AlertRulesError, match=r"records\.PoolHealth\.ratio is not a known key"):
+        load_thresholds(overrides={"records": {"PoolHealth": {"ratio": 3}}})
+    with pytest.raises(AlertRulesError, match="not a number"):
+        load_thresholds(overrides={"records": {"PoolHealth": {"degraded_waiting": True}}})
+
+
 def test_templates_and_thresholds_must_agree(tmp_path: Path) -> None:
     templates = tmp_path / "alerts" / "templates"
     templates.mkdir(parents=True)

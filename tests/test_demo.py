@@ -25,6 +25,7 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
             "scripts.demo",
             f"--port={free_port()}",
             "--exit-after=120",
+            "--app-leak-threshold=1",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -52,6 +53,39 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
         assert exp.has("resilience_host_memory_total_bytes")
         assert exp.value("resilience_pgbouncer_database_up", database="postgres") == 1
         assert exp.value("resilience_redis_role", target="demo-redis", role="master") == 1
+
+        # The demo application, read by the exporter: the printed curls leak a connection
+        # and open the breaker.
+        app = re.search(r"demo application\s+(http://\S+?)/\s", output)
+        assert app, output
+        shop = {"source": "demo-shop"}
+        http_get(f"{app.group(1)}/leak")
+        for _ in range(3):
+            assert "fallback" in http_get(f"{app.group(1)}/flaky?fail=1")
+
+        def leaked_and_open() -> bool:
+            exp = Exposition(http_get(url))
+            return (
+                exp.value("resilience_pool_long_held_connections", pool="orders-db", **shop) == 1
+                and exp.value("resilience_breaker_state", breaker="payments", state="open", **shop)
+                == 1
+            )
+
+        wait_until(leaked_and_open, timeout=60, what="the leak and the open breaker to show")
+        exp = Exposition(http_get(url))
+        assert exp.value("resilience_breaker_fallbacks_total", breaker="payments", **shop) == 3
+        assert exp.value("resilience_pool_connections", pool="cache", state="idle", **shop) == 0
+        http_get(f"{app.group(1)}/release")
+        wait_until(
+            lambda: (
+                Exposition(http_get(url)).value(
+                    "resilience_pool_long_held_connections", pool="orders-db", **shop
+                )
+                == 0
+            ),
+            timeout=60,
+            what="the released connection to stop counting",
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

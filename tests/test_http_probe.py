@@ -18,6 +18,7 @@ from exporter_process import ExporterProcess, Exposition
 from http_app import BackgroundApp
 
 from resilience_exporter.config import parse
+from resilience_exporter.families import HistogramValue
 from resilience_exporter.healthmap import PRESETS, MappingError, apply, breaker_state
 from resilience_exporter.probes.http import HttpProbe, HttpTarget
 from resilience_exporter.yamlfile import ConfigError
@@ -461,6 +462,52 @@ def test_generic_document_fallbacks_slow_calls_and_call_durations() -> None:
     assert samples[("resilience_breaker_slow_call_ratio", ())] == 0.4
     assert samples[("resilience_breaker_call_duration_seconds", ("0.5",))] == 0.012
     assert samples[("resilience_breaker_call_duration_seconds", ("0.99",))] == 0.3
+
+
+def test_generic_document_pool_checkouts_and_histograms() -> None:
+    document = {
+        "version": 1,
+        "pools": [
+            {
+                "name": "orders-db", "max": 3, "in_use": 3, "idle": 0, "overflow": 1,
+                "long_held": 1, "leak_threshold_seconds": 30, "oldest_checkout_age_seconds": 42.5,
+                "hold_seconds": {"buckets": {"+Inf": 4, "1": 3, "0.1": 2}, "sum": 40.2},
+                "acquire_seconds": {"buckets": {"0.01": 5, "+Inf": 5}, "sum": 0.02},
+            }
+        ],
+    }  # fmt: skip
+    stats = apply(PRESETS["generic"], document).pools["orders-db"]
+    assert (stats.overflow, stats.long_held, stats.leak_threshold) == (1, 1, 30.0)
+    assert stats.oldest_checkout_age == 42.5
+    assert stats.hold == HistogramValue(bounds=(0.1, 1.0), cumulative_counts=(2, 3, 4), sum=40.2)
+    assert stats.acquire == HistogramValue(bounds=(0.01,), cumulative_counts=(5, 5), sum=0.02)
+    assert stats.connect is None, "what the document leaves out stays out"
+    names = {s.family.name for s in apply(PRESETS["generic"], document).samples("shop")}
+    assert {
+        "resilience_pool_hold_duration_seconds",
+        "resilience_pool_long_held_connections",
+        "resilience_pool_overflow_connections",
+    } <= names
+    assert "resilience_pool_connect_duration_seconds" not in names
+
+
+@pytest.mark.parametrize(
+    ("histogram", "message"),
+    [
+        ({"buckets": {"1": 2}, "sum": 1}, "no \\+Inf bucket"),
+        ({"buckets": {"1": 3, "+Inf": 2}, "sum": 1}, "not cumulative"),
+        ({"buckets": {"x": 1, "+Inf": 1}, "sum": 1}, "not a number"),
+        ({"buckets": {"+Inf": -1}, "sum": 1}, "not a count"),
+        ([1, 2], "an object with `buckets`"),
+    ],
+)
+def test_pool_histograms_that_do_not_fit_are_rejected(histogram: object, message: str) -> None:
+    document = {
+        "version": 1,
+        "pools": [{"name": "p", "max": 1, "in_use": 0, "idle": 1, "hold_seconds": histogram}],
+    }
+    with pytest.raises(MappingError, match=message):
+        apply(PRESETS["generic"], document)
 
 
 @pytest.mark.parametrize(("reported", "ratio"), [("25.0%", 0.25), ("-1.0%", None)])

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +24,9 @@ import redis
 import redis.asyncio
 from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
-from http_app import BackgroundApp
+from exporter_process import Exposition, application_series, read_by_http_target
+from fastapi import FastAPI
+from http_app import BackgroundApp, BackgroundASGI
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -268,17 +270,62 @@ def test_collector_produces_the_shared_families() -> None:
     assert m.types["resilience_breaker_calls"] == "counter"
 
 
-def test_importing_starts_and_pulls_in_nothing() -> None:
+def loaded_by_import(packages: tuple[str, ...], *modules: str) -> str:
+    """The modules of `packages` (and the `modules` named) that importing
+    resilience_exporter.instrument loads, as printed by a fresh interpreter."""
     code = (
         "import sys, resilience_exporter.instrument\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in "
-        "('pybreaker', 'aiohttp', 'psycopg_pool', 'redis') or m == 'resilience_exporter.runtime']\n"
-        "print(loaded)\n"
+        f"print([m for m in sys.modules\n"
+        f"       if m.split('.')[0] in {packages!r} or m in {modules!r}])\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert result.stdout.strip() == "[]"
+    return result.stdout.strip()
+
+
+def test_importing_starts_and_pulls_in_nothing() -> None:
+    packages = ("pybreaker", "aiohttp", "psycopg_pool", "redis")
+    assert loaded_by_import(packages, "resilience_exporter.runtime") == "[]"
+
+
+def test_importing_pulls_in_none_of_the_new_libraries() -> None:
+    libraries = (
+        "sqlalchemy", "asyncpg", "aiobreaker", "circuitbreaker", "fastapi", "starlette",
+        "uvicorn", "greenlet",
+    )  # fmt: skip
+    assert loaded_by_import(libraries) == "[]"
+
+
+def request(url: str, method: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_asgi_route_on_fastapi_and_the_bare_asgi_app() -> None:
+    breaker = pybreaker.CircuitBreaker(name="payments")
+    health = Instrumentation(source="checkout")
+    health.track_breaker(breaker)
+    breaker.call(succeed)
+    app = FastAPI()
+    health.add_asgi_route(app)
+    with BackgroundASGI(app) as served, BackgroundASGI(health.asgi_app()) as bare:
+        status, headers, body = request(f"{served.url}/health/resilience", "GET")
+        assert (status, headers["content-type"]) == (200, "application/json")
+        assert json.loads(body) == health.document()
+        assert apply(PRESETS["generic"], json.loads(body)).samples("checkout") == health.samples()
+        status, headers, body = request(f"{served.url}/health/resilience", "HEAD")
+        assert (status, body) == (200, b"")
+        assert request(f"{served.url}/health/resilience", "POST")[0] == 405
+        assert request(f"{served.url}/elsewhere", "GET")[0] == 404
+        # Alone, the app answers every path; it refuses other methods itself.
+        status, headers, body = request(f"{bare.url}/anything", "GET")
+        assert (status, json.loads(body)) == (200, health.document())
+        status, headers, _ = request(f"{bare.url}/", "DELETE")
+        assert (status, headers["allow"]) == (405, "GET, HEAD")
 
 
 def serve_wsgi(app: Any) -> tuple[str, Callable[[], None]]:
@@ -360,24 +407,10 @@ def test_round_trip_through_the_exporter_matches_the_collector(
             health.add_aiohttp_route(app)
             return app
 
-        config = """
-defaults: {interval: 1s, timeout: 1s}
-host: {enabled: false}
-targets:
-  - name: checkout
-    kind: http
-    url: %s/health/resilience
-    preset: generic
-"""
         try:
-            with (
-                BackgroundApp(build) as app,
-                ExporterProcess(workdir, config=config % app.url) as exporter,
-            ):
-                scraped = exporter.wait_for(
-                    "the application's document read",
-                    lambda e: e.value("resilience_up", target="checkout") == 1,
-                    timeout=30,
+            with BackgroundApp(build) as app:
+                scraped = read_by_http_target(
+                    workdir, name="checkout", url=f"{app.url}/health/resilience"
                 )
                 local = Exposition(generate_latest(registry).decode())
         finally:
@@ -386,11 +419,7 @@ targets:
             rpool.disconnect()
 
     def shared(exp: Exposition) -> dict[str, dict[Any, float]]:
-        return {
-            name: {k: v for k, v in series.items() if ("source", "checkout") in k}
-            for name, series in exp.samples.items()
-            if name.startswith(("resilience_breaker_", "resilience_pool_"))
-        }
+        return application_series(exp, "checkout")
 
     assert shared(scraped) == shared(local)
     assert local.value("resilience_breaker_state", breaker="payments", state="open") == 1

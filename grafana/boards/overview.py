@@ -8,6 +8,19 @@ from grafana.boards._common import DOWN_INCIDENT, TARGET, breakers, sel
 from grafana.spec import Dashboard, Panel, Query, Row, Threshold
 
 
+def pool_health_description(thresholds: Thresholds) -> str:
+    health = thresholds.records["PoolHealth"]
+    return (
+        "Every pool's state over time: the exporter's own, applications' and PgBouncer's "
+        "(source pgbouncer, pool database/user). Degraded: "
+        f"{health['degraded_in_use_ratio']:.0%} or more of its connections in use, more than "
+        f"{health['degraded_waiting']} requests waiting, or a p95 acquire of "
+        f"{health['degraded_acquire_seconds']} s; exhausted: "
+        f"{health['exhausted_in_use_ratio']:.0%} in use or a p95 acquire of "
+        f"{health['exhausted_acquire_seconds']} s (records.PoolHealth in alerts/thresholds.yml)."
+    )
+
+
 def dashboard(thresholds: Thresholds) -> Dashboard:
     up = "resilience_up" + sel(TARGET)
     return Dashboard(
@@ -140,6 +153,27 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         "connections in use.",
                         threshold=Threshold(alert="ResiliencePoolNearlyExhausted", key="ratio"),
                         width=16,
+                    ),
+                    Panel(
+                        title="Pool health",
+                        kind="state",
+                        queries=(
+                            Query(
+                                expr="max by (source, pool) "
+                                f"(pool:resilience_pool_health:level{sel(TARGET)})",
+                                legend="{{source}} / {{pool}}",
+                            ),
+                        ),
+                        unit="none",
+                        mapping="pool_health",
+                        description=pool_health_description(thresholds),
+                        alerts=(
+                            "ResiliencePoolNearlyExhausted",
+                            "ResiliencePoolRequestsWaiting",
+                            "ResiliencePoolConnectionLeak",
+                        ),
+                        width=24,
+                        height=7,
                     ),
                 ),
             ),

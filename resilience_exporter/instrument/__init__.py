@@ -3,14 +3,16 @@
     from resilience_exporter.instrument import Instrumentation
 
     health = Instrumentation(source="checkout")
-    health.track_breaker(payments_breaker)          # a pybreaker.CircuitBreaker
-    health.track_psycopg_pool(db_pool)              # psycopg_pool, sync or async
-    health.track_redis_pool(redis_pool, name="cache")
+    health.track_breaker(payments_breaker)          # pybreaker, aiobreaker or circuitbreaker
+    health.track_pool(engine)                       # SQLAlchemy Engine / AsyncEngine / pool,
+    health.track_pool(pg_pool, name="events-db")    # asyncpg, psycopg_pool, redis-py
     health.register()                               # into prometheus_client's REGISTRY, or
-    health.add_aiohttp_route(app)                   # GET /health/resilience, `generic` JSON
+    health.add_asgi_route(app)                      # FastAPI / Starlette: GET /health/resilience
+    health.add_aiohttp_route(app)                   # (aiohttp), or health.wsgi_app() (WSGI)
 
-Importing this package starts nothing and needs none of pybreaker, aiohttp's server or a
-WSGI framework; each is imported only when the matching method is used.
+Importing this package starts nothing and imports none of the breaker or pool libraries nor
+a web framework; each is imported only when one of its objects is passed or the matching
+method used.
 """
 
 from __future__ import annotations
@@ -23,14 +25,19 @@ from typing import TYPE_CHECKING, Any
 from resilience_exporter.breakers import BreakerView, breaker_samples
 from resilience_exporter.families import Sample
 from resilience_exporter.instrument.breaker import BreakerTracker
+from resilience_exporter.instrument.checkouts import DEFAULT_LEAK_THRESHOLD
 from resilience_exporter.instrument.document import generic_document
-from resilience_exporter.instrument.pools import PoolReader, PsycopgPoolReader, RedisPoolReader
+from resilience_exporter.instrument.pools import (
+    PoolReader,
+    PsycopgPoolReader,
+    RedisPoolReader,
+    reader_for,
+)
 from resilience_exporter.pools import PoolStats, pool_samples
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
-    import pybreaker
     import redis
     import redis.asyncio
     from aiohttp import web
@@ -55,26 +62,53 @@ class Instrumentation:
         self._pools: dict[str, PoolReader] = {}
 
     def track_breaker(
-        self, breaker: pybreaker.CircuitBreaker, *, name: str | None = None, window: int = 100
+        self,
+        breaker: Any,
+        *,
+        name: str | None = None,
+        window: int = 100,
+        slow_call_threshold: float | None = None,
     ) -> BreakerTracker:
-        tracker = BreakerTracker(breaker, window=window)
+        """A `pybreaker.CircuitBreaker`, an `aiobreaker.CircuitBreaker` or a
+        `circuitbreaker.CircuitBreaker`, recognised by its class. `window`: how many recent
+        calls the failure ratio (and the durations) cover; `slow_call_threshold`: seconds
+        beyond which a call counts as slow (call durations are measured only when given)."""
+        tracker = BreakerTracker(breaker, window=window, slow_call_threshold=slow_call_threshold)
         self._add(self._breakers, name or tracker.name, tracker)
         return tracker
 
+    def track_pool(
+        self,
+        pool: Any,
+        *,
+        name: str | None = None,
+        leak_threshold: float = DEFAULT_LEAK_THRESHOLD,
+    ) -> PoolReader:
+        """A SQLAlchemy `Engine`, `AsyncEngine` or `QueuePool`, an asyncpg `Pool`, a
+        psycopg_pool pool, a redis-py pool, or any `PoolReader` (an object with a `name` and a
+        `stats()` returning `PoolStats`), recognised by its class. Where the checkouts can be
+        observed (SQLAlchemy, asyncpg, psycopg_pool) acquires and holds are timed, and
+        connections out for longer than `leak_threshold` seconds are reported."""
+        reader = reader_for(pool, name=name, leak_threshold=leak_threshold)
+        self._add(self._pools, reader.name, reader)
+        return reader
+
     def track_psycopg_pool(
-        self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any], *, name: str | None = None
+        self,
+        pool: ConnectionPool[Any] | AsyncConnectionPool[Any],
+        *,
+        name: str | None = None,
+        leak_threshold: float | None = None,
     ) -> None:
-        reader = PsycopgPoolReader(pool, name=name)
+        """The pool's own statistics; with a `leak_threshold`, its checkouts too (as
+        `track_pool` does)."""
+        reader = PsycopgPoolReader(pool, name=name, leak_threshold=leak_threshold)
         self._add(self._pools, reader.name, reader)
 
     def track_redis_pool(
         self, pool: redis.ConnectionPool | redis.asyncio.ConnectionPool, *, name: str
     ) -> None:
         self._add(self._pools, name, RedisPoolReader(pool, name=name))
-
-    def track_pool(self, reader: PoolReader) -> None:
-        """Any other pool: an object with a `name` and a `stats()` returning `PoolStats`."""
-        self._add(self._pools, reader.name, reader)
 
     def _add(self, where: dict[str, Any], name: str, item: object) -> None:
         with self._lock:
@@ -130,6 +164,15 @@ class Instrumentation:
     def add_aiohttp_route(self, app: web.Application, path: str = DEFAULT_PATH) -> None:
         app.router.add_get(path, self.aiohttp_handler())
 
+    def asgi_app(self) -> DocumentASGIApp:
+        """An ASGI application answering GET (and HEAD) with the document."""
+        return DocumentASGIApp(self)
+
+    def add_asgi_route(self, app: Any, path: str = DEFAULT_PATH) -> None:
+        """GET `path` on a Starlette or FastAPI application (anything with Starlette's
+        `add_route`), served by `asgi_app()`; nothing of Starlette is imported."""
+        app.add_route(path, self.asgi_app(), methods=["GET"])
+
     def wsgi_app(self) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
         """A WSGI application answering every request with the document; mount it at a path
         of the application's framework (or use it alone)."""
@@ -143,3 +186,31 @@ class Instrumentation:
             return [body]
 
         return app
+
+
+class DocumentASGIApp:
+    """A class rather than a function: Starlette runs a plain function given as a route's
+    endpoint as a request handler, and an object as an ASGI application."""
+
+    def __init__(self, instrumentation: Instrumentation) -> None:
+        self.instrumentation = instrumentation
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError(f"the health document is served over HTTP, not {scope['type']}")
+        if scope["method"] in ("GET", "HEAD"):
+            status, body = 200, json.dumps(self.instrumentation.document()).encode()
+            headers = [(b"content-type", b"application/json")]
+        else:
+            status, body = 405, b"method not allowed\n"
+            headers = [(b"content-type", b"text/plain"), (b"allow", b"GET, HEAD")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if scope["method"] == "HEAD":
+            body = b""
+        await send({"type": "http.response.body", "body": body})

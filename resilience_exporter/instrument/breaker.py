@@ -1,121 +1,188 @@
-"""Counting what a `pybreaker.CircuitBreaker` does, through its listener interface."""
+"""Counting what an application's circuit breaker does, whatever library it comes from.
+
+`BreakerTracker` keeps the counts of the shared schema (calls by outcome, transitions, the
+failure share of the last calls, and, with a slow-call threshold, call durations and slow
+calls); an adapter per library (`breaker_libraries.py`) feeds it from the library's own hooks.
+"""
 
 from __future__ import annotations
 
 import collections
+import functools
+import inspect
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from resilience_exporter.breakers import BreakerState, BreakerView, Outcome
-from resilience_exporter.healthmap import breaker_state
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+P = ParamSpec("P")
+R = TypeVar("R")
+# The call-duration quantiles a tracker with a slow-call threshold reports over its window.
+QUANTILES = (0.5, 0.9, 0.99)
 
-    import pybreaker
+
+class BreakerLibrary(Protocol):
+    """What the tracker asks of a library adapter."""
+
+    # False for libraries whose state changes with time and no event (circuitbreaker): the
+    # tracker then compares each state it reads with the last one.
+    announces_transitions: bool
+
+    def name(self) -> str | None: ...
+    def state(self) -> BreakerState: ...
+    def next_attempt_at(self, opened_at: float | None) -> float: ...
 
 
 class BreakerTracker:
-    """A pybreaker listener that counts calls by outcome, state transitions, and the share of
-    failures among the last `window` calls (pybreaker itself only counts consecutive
-    failures). Rejected calls never reach a listener, so the breaker's `call` is wrapped to
-    see them: `@breaker` and `with breaker.calling()` both go through it."""
+    """Counts calls by outcome, state transitions, and the share of failures among the last
+    `window` calls. With `slow_call_threshold` (seconds) the duration of every call that ran is
+    kept for the last `window` calls: slow calls are counted, and the slow-call share and the
+    duration quantiles are reported. Fallbacks are counted where the library runs them
+    (circuitbreaker's `fallback_function`) or through `fallback_to`."""
 
-    def __init__(self, breaker: pybreaker.CircuitBreaker, *, window: int = 100) -> None:
-        import pybreaker as _pybreaker  # only when an application has pybreaker
+    def __init__(
+        self,
+        breaker: Any,
+        *,
+        window: int = 100,
+        slow_call_threshold: float | None = None,
+    ) -> None:
+        from resilience_exporter.instrument.breaker_libraries import attach
 
+        if window < 1:
+            raise ValueError("window must hold at least one call")
+        if slow_call_threshold is not None and slow_call_threshold <= 0:
+            raise ValueError("slow_call_threshold must be a positive number of seconds")
         self.breaker = breaker
-        self._rejection = _pybreaker.CircuitBreakerError
+        self.slow_call_threshold = slow_call_threshold
         self._lock = threading.Lock()
         self._calls: dict[Outcome, int] = {"success": 0, "failure": 0, "rejected": 0}
         self._transitions: dict[tuple[BreakerState, BreakerState], int] = {}
         self._recent: collections.deque[bool] = collections.deque(maxlen=window)
-        self._opened_at: float | None = time.time() if self._state() == "open" else None
-        self._entered = threading.local()
-        breaker.add_listener(self._listener())
-        self._wrap_call()
+        self._durations: collections.deque[float] = collections.deque(maxlen=window)
+        self._slow_calls = 0
+        self._fallbacks: int | None = None
+        self._opened_at: float | None = None
+        self._library: BreakerLibrary = attach(breaker, self)
+        self._last_state: BreakerState = self._library.state()
+        if self._last_state == "open":
+            self._opened_at = time.time()
 
-    def _state(self) -> BreakerState:
-        return breaker_state(self.breaker.current_state)
+    @property
+    def name(self) -> str:
+        return self._library.name() or f"breaker-{id(self.breaker):x}"
 
-    def _listener(self) -> pybreaker.CircuitBreakerListener:
-        import pybreaker as _pybreaker
+    # What the adapters report
 
-        tracker = self
-
-        class Listener(_pybreaker.CircuitBreakerListener):
-            def before_call(
-                self, cb: pybreaker.CircuitBreaker, func: Callable[..., Any], *a: Any, **k: Any
-            ) -> None:
-                tracker._entered.value = True
-
-            def success(self, cb: pybreaker.CircuitBreaker) -> None:
-                tracker._count("success")
-
-            def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
-                tracker._count("failure")
-
-            def state_change(
-                self,
-                cb: pybreaker.CircuitBreaker,
-                old_state: pybreaker.CircuitBreakerState | None,
-                new_state: pybreaker.CircuitBreakerState,
-            ) -> None:
-                tracker._changed(old_state.name if old_state else None, new_state.name)
-
-        return Listener()
-
-    def _wrap_call(self) -> None:
-        original = self.breaker.call
-        tracker = self
-
-        def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            tracker._entered.value = False
-            try:
-                return original(func, *args, **kwargs)
-            except tracker._rejection:
-                # Raised without the guarded function being called: a rejected call. The
-                # same error raised after a call (the trip itself) was already a failure.
-                if not getattr(tracker._entered, "value", False):
-                    tracker._count("rejected")
-                raise
-
-        # An instance attribute shadows the method for every caller of `breaker.call`.
-        setattr(self.breaker, "call", call)  # noqa: B010
-
-    def _count(self, outcome: Outcome) -> None:
+    def record_outcome(self, outcome: Outcome) -> None:
         with self._lock:
             self._calls[outcome] += 1
             if outcome != "rejected":
                 self._recent.append(outcome == "failure")
 
-    def _changed(self, old: str | None, new: str) -> None:
-        to_state = breaker_state(new)
+    def record_duration(self, seconds: float) -> None:
+        if self.slow_call_threshold is None:
+            return
         with self._lock:
-            if to_state == "open":
-                self._opened_at = time.time()
-            if old is None:
-                return
-            key = (breaker_state(old), to_state)
-            if key[0] != key[1]:
-                self._transitions[key] = self._transitions.get(key, 0) + 1
+            self._durations.append(seconds)
+            if seconds > self.slow_call_threshold:
+                self._slow_calls += 1
 
-    @property
-    def name(self) -> str:
-        return self.breaker.name or f"breaker-{id(self.breaker):x}"
+    def record_transition(self, new: BreakerState, old: BreakerState | None = None) -> None:
+        """A change the library announced (`old` given) or one seen by comparing with the
+        state last seen (libraries without events)."""
+        with self._lock:
+            old = self._last_state if old is None else old
+            self._last_state = new
+            if old == new:
+                return
+            if new == "open":
+                self._opened_at = time.time()
+            self._transitions[(old, new)] = self._transitions.get((old, new), 0) + 1
+
+    def enable_fallbacks(self) -> None:
+        with self._lock:
+            if self._fallbacks is None:
+                self._fallbacks = 0
+
+    def record_fallback(self) -> None:
+        with self._lock:
+            self._fallbacks = (self._fallbacks or 0) + 1
+
+    # What the application may use
+
+    def fallback_to(
+        self,
+        fallback: Callable[..., Any],
+        *,
+        on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """A decorator: when the decorated function (which calls through the breaker) raises
+        one of `on` (a rejection or a failure), `fallback` is called with the same arguments
+        and its answer returned; each such call counts as a fallback. Works for coroutine
+        functions too (the fallback may then be sync or async)."""
+        self.enable_fallbacks()
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(func):
+                coroutine = cast(Callable[P, Awaitable[Any]], func)
+
+                @functools.wraps(func)
+                async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    try:
+                        return await coroutine(*args, **kwargs)
+                    except on:
+                        self.record_fallback()
+                        answer = fallback(*args, **kwargs)
+                        return await answer if inspect.isawaitable(answer) else answer
+
+                return cast(Callable[P, R], run_async)
+
+            @functools.wraps(func)
+            def run(*args: P.args, **kwargs: P.kwargs) -> R:
+                try:
+                    return func(*args, **kwargs)
+                except on:
+                    self.record_fallback()
+                    return cast(R, fallback(*args, **kwargs))
+
+            return run
+
+        return decorate
 
     def view(self) -> BreakerView:
-        state = self._state()
+        state = self._library.state()
+        if not self._library.announces_transitions:
+            self.record_transition(state)
+        with self._lock:
+            opened_at = self._opened_at
+        next_attempt = self._library.next_attempt_at(opened_at) if state == "open" else 0.0
         with self._lock:
             ratio = sum(self._recent) / len(self._recent) if self._recent else None
-            next_attempt = 0.0
-            if state == "open" and self._opened_at is not None:
-                next_attempt = self._opened_at + float(self.breaker.reset_timeout)
+            timed = self.slow_call_threshold is not None
+            durations = sorted(self._durations)
             return BreakerView(
                 state=state,
                 failure_ratio=ratio,
                 calls=dict(self._calls),
                 transitions=dict(self._transitions),
                 next_attempt_at=next_attempt,
+                fallbacks=self._fallbacks,
+                slow_calls=self._slow_calls if timed else None,
+                slow_call_ratio=(
+                    sum(d > cast(float, self.slow_call_threshold) for d in durations)
+                    / len(durations)
+                    if durations
+                    else None
+                ),
+                call_duration_quantiles=(
+                    {q: _nearest_rank(durations, q) for q in QUANTILES} if durations else None
+                ),
             )
+
+
+def _nearest_rank(ordered: list[float], quantile: float) -> float:
+    rank = max(1, -(-len(ordered) * quantile // 1))  # ceil without float surprises
+    return ordered[int(rank) - 1]

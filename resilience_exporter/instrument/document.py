@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resilience_exporter.breakers import BreakerView
+from resilience_exporter.families import HistogramValue
 from resilience_exporter.healthmap import GENERIC_FORMAT_VERSION
 from resilience_exporter.pools import PoolStats
 
@@ -47,9 +48,29 @@ def pool_entry(name: str, stats: PoolStats) -> dict[str, Any]:
         "connect_errors": stats.connect_errors,
         "acquire_errors": stats.acquire_errors,
         "lost": stats.lost,
+        "overflow": stats.overflow,
+        "long_held": stats.long_held,
+        "leak_threshold_seconds": stats.leak_threshold,
+        "oldest_checkout_age_seconds": stats.oldest_checkout_age,
     }
     entry.update({key: value for key, value in optional.items() if value is not None})
+    for key, histogram in (
+        ("acquire_seconds", stats.acquire),
+        ("connect_seconds", stats.connect),
+        ("hold_seconds", stats.hold),
+    ):
+        if histogram is not None:
+            entry[key] = histogram_entry(histogram)
     return entry
+
+
+def histogram_entry(histogram: HistogramValue) -> dict[str, Any]:
+    """Cumulative counts by upper bound, as Prometheus' `le` labels spell them."""
+    bounds = [f"{bound:g}" for bound in histogram.bounds] + ["+Inf"]
+    return {
+        "buckets": dict(zip(bounds, histogram.cumulative_counts, strict=True)),
+        "sum": histogram.sum,
+    }
 
 
 def generic_document(
