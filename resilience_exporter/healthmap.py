@@ -1,10 +1,10 @@
 """From an application's JSON health document to the shared breaker and pool schemas.
 
 A mapping is declarative: JMESPath expressions (the `jmespath` library) say where each value
-sits. Two presets are built in: `generic`, the small document described in
-docs/application-health.md (and served by `resilience_exporter.instrument`), and
-`resilience4j`, Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health
-indicator.
+sits. Three presets are built in: `generic`, the small document described in
+docs/application-health.md (and served by `resilience_exporter.instrument`), `resilience4j`,
+Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health indicator, and
+`node`, opossum breakers and node-postgres / generic-pool pools as those libraries show them.
 """
 
 from __future__ import annotations
@@ -190,12 +190,63 @@ PRESETS: Mapping[str, HealthMapping] = {
             calls=CallsMapping(rejected="details.notPermittedCalls"),
         ),
     ),
+    # opossum's `toJSON()` counts its rolling window only (`status`), so the calls go to the
+    # window gauges. Its `failures` include timeouts and semaphore rejections (calls refused
+    # because `capacity` calls were running): those are taken out of the failure outcome, and
+    # semaphore rejections join the rejected one. `max` keeps a failure count a filtered
+    # timeout (reported by opossum as a timeout and a success) would take below zero.
+    # The failure ratio is opossum's own trip ratio, failures / fires, over the window; a call
+    # that outlives the window leaves its fire behind before it fails, so the ratio can pass 1.
+    "node": HealthMapping(
+        check="type(@) == 'object'",
+        breakers=BreakersMapping(
+            items="breakers || `[]`",
+            name="state.name",
+            state=(
+                "(state.shutdown && 'shutdown') || (state.enabled == `false` && 'disabled')"
+                " || (state.open && 'open') || (state.halfOpen && 'half_open')"
+                " || (state.closed && 'closed') || `null`"
+            ),
+            failure_ratio=(
+                "ratio(status.failures, status.fires)"
+                " && min([`1`, ratio(status.failures, status.fires)])"
+            ),
+            window_calls=CallsMapping(
+                success="status.successes",
+                failure=(
+                    "max([`0`, subtract(status.failures,"
+                    " sum([status.timeouts, status.semaphoreRejections]))])"
+                ),
+                timeout="status.timeouts",
+                rejected="sum([status.rejects, status.semaphoreRejections])",
+            ),
+            window_fallbacks="status.fallbacks",
+            # opossum reports 0 for every percentile of an empty window: no calls, no series.
+            call_duration_quantiles=(
+                "sum([status.successes, status.failures, status.timeouts]) > `0`"
+                " && status.percentiles || `null`"
+            ),
+            call_duration_unit="milliseconds",
+        ),
+        # node-postgres: totalCount, idleCount, waitingCount; generic-pool: borrowed,
+        # available, pending (its `size` also counts resources being created or validated).
+        pools=PoolsMapping(
+            items="pools || `[]`",
+            max="max",
+            min="min",
+            size="totalCount",
+            in_use="borrowed",
+            idle="idleCount || available",
+            waiting="waitingCount || pending",
+        ),
+    ),
 }
-Preset = Literal["generic", "resilience4j"]
+Preset = Literal["generic", "resilience4j", "node"]
 
 # Every spelling folds to lower case without separators before the lookup. Resilience4j's
 # special states: FORCED_OPEN rejects every call (open); DISABLED and METRICS_ONLY let every
-# call through (closed).
+# call through (closed). A shut-down opossum breaker rejects every call (open); a disabled
+# one lets every call through (closed).
 _STATES: Mapping[str, BreakerState] = {
     "closed": "closed",
     "open": "open",
@@ -203,6 +254,7 @@ _STATES: Mapping[str, BreakerState] = {
     "forcedopen": "open",
     "disabled": "closed",
     "metricsonly": "closed",
+    "shutdown": "open",
 }
 _SEPARATORS = re.compile(r"[\s_-]+")
 
