@@ -6,6 +6,9 @@ A call has exactly one outcome (success, failure, timeout, rejected), so the out
 to the calls made. Fallbacks and slow calls are not outcomes: a failed, timed-out or rejected
 call may be answered by a fallback, and a slow call may succeed or fail; they are counted in
 families of their own. A source reports what its library counts and leaves the rest out.
+
+Libraries that count only a rolling window (opossum) report it in the `_window_` gauges: the
+sum of a window cannot be turned back into a counter (see docs/application-health.md).
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ BREAKER_CALL_DURATION = family(
     "the Python helper's last calls).",
     "gauge", (*_LABELS, "quantile"), group="breaker",
 )  # fmt: skip
+BREAKER_WINDOW_CALLS = family(
+    "resilience_breaker_window_calls",
+    "Calls in the source's rolling window by outcome (success, failure, timeout, rejected), "
+    "for libraries that count a window rather than totals (opossum: rollingCountTimeout, "
+    "10 s by default). Each call has one outcome.",
+    "gauge", (*_LABELS, "outcome"), group="breaker",
+)  # fmt: skip
+BREAKER_WINDOW_FALLBACKS = family(
+    "resilience_breaker_window_fallbacks",
+    "Calls answered by the application's fallback in the source's rolling window.",
+    "gauge", _LABELS, group="breaker",
+)  # fmt: skip
 BREAKER_NEXT_ATTEMPT = family(
     "resilience_breaker_next_attempt_timestamp_seconds",
     "While open, when the breaker lets the next trial call through (Unix time); 0 otherwise.",
@@ -88,6 +103,9 @@ class BreakerView:
     slow_call_ratio: float | None = None
     # Quantile (0-1) -> seconds.
     call_duration_quantiles: dict[float, float] | None = None
+    # Counts over the source's rolling window, for libraries that keep no totals.
+    window_calls: dict[Outcome, int] | None = None
+    window_fallbacks: int | None = None
 
 
 def breaker_samples(breaker: str, source: str, view: BreakerView) -> list[Sample]:
@@ -98,12 +116,16 @@ def breaker_samples(breaker: str, source: str, view: BreakerView) -> list[Sample
     ]
     if view.failure_ratio is not None:
         out.append(sample(BREAKER_FAILURE_RATIO, view.failure_ratio, **labels))
-    if view.calls is not None:
-        out += [
-            sample(BREAKER_CALLS, view.calls[outcome], **labels, outcome=outcome)
-            for outcome in OUTCOMES
-            if outcome in view.calls
-        ]
+    for calls_family, calls in (
+        (BREAKER_CALLS, view.calls),
+        (BREAKER_WINDOW_CALLS, view.window_calls),
+    ):
+        if calls is not None:
+            out += [
+                sample(calls_family, calls[outcome], **labels, outcome=outcome)
+                for outcome in OUTCOMES
+                if outcome in calls
+            ]
     if view.transitions is not None:
         out += [
             sample(BREAKER_TRANSITIONS, count, **labels, from_state=from_state, to_state=to_state)
@@ -114,6 +136,7 @@ def breaker_samples(breaker: str, source: str, view: BreakerView) -> list[Sample
         (BREAKER_FALLBACKS, view.fallbacks),
         (BREAKER_SLOW_CALLS, view.slow_calls),
         (BREAKER_SLOW_CALL_RATIO, view.slow_call_ratio),
+        (BREAKER_WINDOW_FALLBACKS, view.window_fallbacks),
     ):
         if value is not None:
             out.append(sample(fam, value, **labels))

@@ -1,10 +1,10 @@
 """From an application's JSON health document to the shared breaker and pool schemas.
 
 A mapping is declarative: JMESPath expressions (the `jmespath` library) say where each value
-sits. Two presets are built in: `generic`, the small document described in
-docs/application-health.md (and served by `resilience_exporter.instrument`), and
-`resilience4j`, Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health
-indicator.
+sits. Three presets are built in: `generic`, the small document described in
+docs/application-health.md (and served by `resilience_exporter.instrument`), `resilience4j`,
+Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health indicator, and
+`node`, opossum breakers and node-postgres / generic-pool pools as those libraries show them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import jmespath
 import jmespath.exceptions
 import jmespath.parser
+from jmespath import functions as jmespath_functions
 from pydantic import AfterValidator, Field
 
 from resilience_exporter.breakers import (
@@ -40,17 +41,51 @@ class MappingError(ValueError):
     """The document does not fit the mapping: malformed, partial or out of range."""
 
 
+class _Functions(jmespath_functions.Functions):
+    """JMESPath has no arithmetic; these two let a mapping read counts a library reports as
+    overlapping totals (opossum counts a timeout as a failure too)."""
+
+    @jmespath_functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_subtract(self, minuend: float, subtrahend: float) -> float:
+        return minuend - subtrahend
+
+    @jmespath_functions.signature({"types": ["number"]}, {"types": ["number"]})
+    def _func_ratio(self, part: float, whole: float) -> float | None:
+        return None if whole == 0 else part / whole
+
+
+_OPTIONS = jmespath.Options(custom_functions=_Functions())
+_FUNCTION_NAMES = frozenset(_Functions().FUNCTION_TABLE)
+
+
 @functools.lru_cache(maxsize=512)
 def compiled(expression: str) -> jmespath.parser.ParsedResult:
     return jmespath.compile(expression)
 
 
+def search(expression: str, value: Any) -> Any:
+    return compiled(expression).search(value, options=_OPTIONS)
+
+
+def _unknown_functions(node: Mapping[str, Any]) -> set[str]:
+    found = set()
+    if node.get("type") == "function_expression" and node.get("value") not in _FUNCTION_NAMES:
+        found.add(str(node.get("value")))
+    for child in node.get("children", ()):
+        if isinstance(child, Mapping):
+            found |= _unknown_functions(child)
+    return found
+
+
 def _valid_expression(expression: str) -> str:
     try:
-        compiled(expression)
+        parsed = compiled(expression)
     except jmespath.exceptions.JMESPathError as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"not a JMESPath expression ({detail})") from None
+    unknown = _unknown_functions(parsed.parsed)
+    if unknown:
+        raise ValueError(f"unknown JMESPath function {', '.join(sorted(unknown))}()")
     return expression
 
 
@@ -80,8 +115,12 @@ class BreakersMapping(StrictModel):
     slow_calls: Expression | None = None  # cumulative
     slow_call_ratio: Expression | None = None  # 0-1
     slow_call_rate_percent: Expression | None = None  # 0-100, negative = not enough calls yet
-    # An object of quantile (0-1) -> seconds.
+    # An object of quantile (0-1) -> duration; negative durations mean "not measured".
     call_duration_quantiles: Expression | None = None
+    call_duration_unit: Literal["seconds", "milliseconds"] = "seconds"
+    # Counts over a rolling window, for libraries that keep no totals: exported as gauges.
+    window_calls: CallsMapping = Field(default_factory=CallsMapping)
+    window_fallbacks: Expression | None = None
 
 
 class PoolsMapping(StrictModel):
@@ -168,12 +207,63 @@ PRESETS: Mapping[str, HealthMapping] = {
             calls=CallsMapping(rejected="details.notPermittedCalls"),
         ),
     ),
+    # opossum's `toJSON()` counts its rolling window only (`status`), so the calls go to the
+    # window gauges. Its `failures` include timeouts and semaphore rejections (calls refused
+    # because `capacity` calls were running): those are taken out of the failure outcome, and
+    # semaphore rejections join the rejected one. `max` keeps a failure count a filtered
+    # timeout (reported by opossum as a timeout and a success) would take below zero.
+    # The failure ratio is opossum's own trip ratio, failures / fires, over the window; a call
+    # that outlives the window leaves its fire behind before it fails, so the ratio can pass 1.
+    "node": HealthMapping(
+        check="type(@) == 'object'",
+        breakers=BreakersMapping(
+            items="breakers || `[]`",
+            name="state.name",
+            state=(
+                "(state.shutdown && 'shutdown') || (state.enabled == `false` && 'disabled')"
+                " || (state.open && 'open') || (state.halfOpen && 'half_open')"
+                " || (state.closed && 'closed') || `null`"
+            ),
+            failure_ratio=(
+                "ratio(status.failures, status.fires)"
+                " && min([`1`, ratio(status.failures, status.fires)])"
+            ),
+            window_calls=CallsMapping(
+                success="status.successes",
+                failure=(
+                    "max([`0`, subtract(status.failures,"
+                    " sum([status.timeouts, status.semaphoreRejections]))])"
+                ),
+                timeout="status.timeouts",
+                rejected="sum([status.rejects, status.semaphoreRejections])",
+            ),
+            window_fallbacks="status.fallbacks",
+            # opossum reports 0 for every percentile of an empty window: no calls, no series.
+            call_duration_quantiles=(
+                "sum([status.successes, status.failures, status.timeouts]) > `0`"
+                " && status.percentiles || `null`"
+            ),
+            call_duration_unit="milliseconds",
+        ),
+        # node-postgres: totalCount, idleCount, waitingCount; generic-pool: borrowed,
+        # available, pending (its `size` also counts resources being created or validated).
+        pools=PoolsMapping(
+            items="pools || `[]`",
+            max="max",
+            min="min",
+            size="totalCount",
+            in_use="borrowed",
+            idle="idleCount || available",
+            waiting="waitingCount || pending",
+        ),
+    ),
 }
-Preset = Literal["generic", "resilience4j"]
+Preset = Literal["generic", "resilience4j", "node"]
 
 # Every spelling folds to lower case without separators before the lookup. Resilience4j's
 # special states: FORCED_OPEN rejects every call (open); DISABLED and METRICS_ONLY let every
-# call through (closed).
+# call through (closed). A shut-down opossum breaker rejects every call (open); a disabled
+# one lets every call through (closed).
 _STATES: Mapping[str, BreakerState] = {
     "closed": "closed",
     "open": "open",
@@ -181,6 +271,7 @@ _STATES: Mapping[str, BreakerState] = {
     "forcedopen": "open",
     "disabled": "closed",
     "metricsonly": "closed",
+    "shutdown": "open",
 }
 _SEPARATORS = re.compile(r"[\s_-]+")
 
@@ -225,7 +316,7 @@ class _Item:
 
 
 def _items(document: Any, expression: str, what: str) -> list[_Item]:
-    found = compiled(expression).search(document)
+    found = search(expression, document)
     if found is None:
         return []
     if isinstance(found, dict):
@@ -238,14 +329,14 @@ def _items(document: Any, expression: str, what: str) -> list[_Item]:
 def _name(item: _Item, expression: str | None, what: str) -> str:
     if expression is None and item.key is not None:
         return item.key
-    found = compiled(expression or "name").search(item.value)
+    found = search(expression or "name", item.value)
     if not isinstance(found, str | int) or isinstance(found, bool) or str(found) == "":
         raise MappingError(f"{what}: no name (`{expression or 'name'}`)")
     return str(found)
 
 
 def _field(item: _Item, expression: str | None) -> Any:
-    return None if expression is None else compiled(expression).search(item.value)
+    return None if expression is None else search(expression, item.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +384,11 @@ def _ratio(item: _Item, ratio: str | None, percent: str | None, what: str) -> fl
     return value
 
 
-def _quantiles(raw: object, what: str) -> dict[float, float] | None:
+_SECONDS_PER_UNIT = {"seconds": 1.0, "milliseconds": 0.001}
+
+
+def _quantiles(raw: object, unit: str, what: str) -> dict[float, float] | None:
+    """Negative durations are left out: opossum reports -1 when its percentiles are off."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -303,8 +398,10 @@ def _quantiles(raw: object, what: str) -> dict[float, float] | None:
         quantile = _number(key, f"{what} quantile")
         if not 0.0 <= quantile <= 1.0:
             raise MappingError(f"{what}: quantile {key!r} is outside 0-1")
-        out[quantile] = _number(value, f"{what} call duration")
-    return out
+        duration = _number(value, f"{what} call duration")
+        if duration >= 0:
+            out[quantile] = duration * _SECONDS_PER_UNIT[unit]
+    return out or None
 
 
 def _breaker(item: _Item, mapping: BreakersMapping, index: int) -> tuple[str, BreakerView]:
@@ -318,18 +415,17 @@ def _breaker(item: _Item, mapping: BreakersMapping, index: int) -> tuple[str, Br
         raw = _field(item, expression)
         return None if raw is None else _count(raw, f"{what} {field}")
 
-    calls: dict[Outcome, int] = {}
-    for outcome in OUTCOMES:
-        found = count(getattr(mapping.calls, outcome), f"calls.{outcome}")
-        if found is not None:
-            calls[outcome] = found
+    def outcomes(calls: CallsMapping, field: str) -> dict[Outcome, int] | None:
+        found = {o: count(getattr(calls, o), f"{field}.{o}") for o in OUTCOMES}
+        return {o: n for o, n in found.items() if n is not None} or None
+
     raw_next = _field(item, mapping.next_attempt_at)
     view = BreakerView(
         state=breaker_state(state_value),
         failure_ratio=_ratio(
             item, mapping.failure_ratio, mapping.failure_rate_percent, f"{what} failure ratio"
         ),
-        calls=calls or None,
+        calls=outcomes(mapping.calls, "calls"),
         transitions=_transitions(_field(item, mapping.transitions), what),
         next_attempt_at=None if raw_next is None else _number(raw_next, f"{what} next_attempt_at"),
         fallbacks=count(mapping.fallbacks, "fallbacks"),
@@ -337,7 +433,11 @@ def _breaker(item: _Item, mapping: BreakersMapping, index: int) -> tuple[str, Br
         slow_call_ratio=_ratio(
             item, mapping.slow_call_ratio, mapping.slow_call_rate_percent, f"{what} slow call ratio"
         ),
-        call_duration_quantiles=_quantiles(_field(item, mapping.call_duration_quantiles), what),
+        call_duration_quantiles=_quantiles(
+            _field(item, mapping.call_duration_quantiles), mapping.call_duration_unit, what
+        ),
+        window_calls=outcomes(mapping.window_calls, "window_calls"),
+        window_fallbacks=count(mapping.window_fallbacks, "window_fallbacks"),
     )
     return name, view
 
@@ -426,7 +526,7 @@ def apply(mapping: HealthMapping, document: Any) -> MappedHealth:
 
 
 def _apply(mapping: HealthMapping, document: Any) -> MappedHealth:
-    if mapping.check is not None and not compiled(mapping.check).search(document):
+    if mapping.check is not None and not search(mapping.check, document):
         raise MappingError(f"the document fails the mapping's check `{mapping.check}`")
     breakers: dict[str, BreakerView] = {}
     if mapping.breakers is not None:

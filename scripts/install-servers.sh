@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real servers the tests and the demo run, from Debian's packages.
+# Installs the real servers the tests and the demo run, from Debian's packages, and Node.js
+# for the Node.js service of tests/node_app.
 # Idempotent: installs only what is missing. Nothing is started here.
 set -euo pipefail
 
@@ -8,6 +9,10 @@ missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# Any node and npm on PATH will do (NodeSource's nodejs bundles npm, and conflicts with
+# Debian's npm); otherwise Debian's.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -569,22 +569,61 @@ def test_documents_that_do_not_fit_are_rejected(document: object) -> None:
         apply(PRESETS["generic"], document)
 
 
-def test_bad_expressions_are_config_errors_with_the_line() -> None:
-    text = """targets:
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [("state[?", "JMESPath"), ("divide(a, b)", "unknown JMESPath function divide()")],
+)
+def test_bad_expressions_are_config_errors_with_the_line(expression: str, message: str) -> None:
+    text = f"""targets:
   - name: app
     kind: http
     url: http://127.0.0.1:8080/health
     mapping:
       breakers:
         items: breakers
-        state: "state[?"
+        state: "{expression}"
 """
     with pytest.raises(ConfigError) as caught:
         parse(text, "app.yml", env={})
     assert [str(issue).split(": ")[:2] for issue in caught.value.issues] == [
         ["app.yml:8", "targets[0].mapping.breakers.state"]
     ]
-    assert "JMESPath" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_subtract_and_ratio_in_a_mapping() -> None:
+    """JMESPath has no arithmetic: the exporter's two functions, the window counts and a
+    duration unit, as a `mapping:` block uses them."""
+    text = """targets:
+  - name: app
+    kind: http
+    url: http://127.0.0.1:8080/health
+    mapping:
+      breakers:
+        items: circuits
+        state: state
+        failure_ratio: ratio(failed, total)
+        window_calls: {success: "subtract(total, failed)", failure: failed}
+        window_fallbacks: fallbacks
+        call_duration_quantiles: latencyMs
+        call_duration_unit: milliseconds
+"""
+    (target,) = parse(text, "app.yml", env={}).targets
+    assert isinstance(target, HttpTarget)
+    document = {
+        "circuits": [
+            {"name": "a", "state": "closed", "failed": 1, "total": 4, "fallbacks": 1,
+             "latencyMs": {"0.5": 250, "0.99": -1}},
+            {"name": "b", "state": "closed", "failed": 0, "total": 0},
+        ]
+    }  # fmt: skip
+    found = apply(target.health_mapping, document).breakers
+    assert found["a"].failure_ratio == 0.25
+    assert found["a"].window_calls == {"success": 3, "failure": 1}
+    assert found["a"].window_fallbacks == 1
+    assert found["a"].call_duration_quantiles == {0.5: 0.25}  # -1: not measured
+    assert found["a"].calls is None  # a window is not a total
+    assert found["b"].failure_ratio is None  # no calls, no ratio
 
 
 @pytest.mark.parametrize(

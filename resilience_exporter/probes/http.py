@@ -1,8 +1,8 @@
 """Applications' own breakers and pools, read from their JSON health endpoints.
 
-The document is mapped by a preset (`generic`, `resilience4j`) or the target's `mapping:`
-block (JMESPath) onto the shared `resilience_breaker_*` and `resilience_pool_*` families, with
-`source` = the target name. See docs/application-health.md.
+The document is mapped by a preset (`generic`, `resilience4j`, `node`) or the target's
+`mapping:` block (JMESPath) onto the shared `resilience_breaker_*` and `resilience_pool_*`
+families, with `source` = the target name. See docs/application-health.md.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -97,12 +97,14 @@ class ServerProcess:
         log_path: Path,
         user: pwd.struct_passwd | None = None,
         cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,  # None: this process's environment
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.user = user
         self.cwd = cwd
+        self.env = None if env is None else dict(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -124,6 +126,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.cwd,
+            env=self.env,
             start_new_session=True,
             **kwargs,
         )
