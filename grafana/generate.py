@@ -47,6 +47,9 @@ GREEN, YELLOW, RED = "green", "yellow", "red"
 MAPPINGS: dict[str, list[tuple[str, str, str]]] = {
     "up_down": [("1", "UP", GREEN), ("0", "DOWN", RED)],
     "breaker_state": [("0", "closed", GREEN), ("1", "half-open", YELLOW), ("2", "open", RED)],
+    "streaming": [("1", "streaming", GREEN), ("0", "not streaming", RED)],
+    "slot_active": [("1", "active", GREEN), ("0", "inactive", RED)],
+    "replay_paused": [("0", "replaying", GREEN), ("1", "paused", YELLOW)],
 }
 
 
