@@ -252,7 +252,9 @@ def test_the_statement_for_older_servers_runs_and_leaves_out_what_they_lack(
 ) -> None:
     postgres.execute("SELECT pg_create_physical_replication_slot('older_servers', true)")
     try:
-        by_version = {v: probe_samples(postgres, v) for v in (120000, 130000, 140000, 150000)}
+        by_version = {
+            v: probe_samples(postgres, v) for v in (100000, 110000, 120000, 130000, 140000, 150000)
+        }
     finally:
         postgres.execute("SELECT pg_drop_replication_slot('older_servers')")
     for version, samples in by_version.items():

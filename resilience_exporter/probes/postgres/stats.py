@@ -3,10 +3,10 @@ connection slots, long transactions and statements, locks and blocking, replicat
 primary: standbys and slots; as a standby: receiver and replay), and per database deadlocks,
 conflicts, rollbacks, temp files and the distance to transaction ID wraparound.
 
-Everything works with `pg_monitor` alone. No query text, no PIDs leave the server: standbys
-are named by `application_name` and `client_addr`, slots by name, databases by name, all
-bounded by the server's configuration (`max_wal_senders`, `max_replication_slots`, the
-databases created).
+PostgreSQL 10 and later; everything works with `pg_monitor` alone. No query text, no PIDs
+leave the server: standbys are named by `application_name` and `client_addr`, slots by name,
+databases by name, all bounded by the server's configuration (`max_wal_senders`,
+`max_replication_slots`, the databases created).
 """
 
 from __future__ import annotations
@@ -209,14 +209,14 @@ _POSITION = """CASE WHEN pg_is_in_recovery()
 # runs only for the sessions waiting on a lock. The exporter's own session is counted in
 # the connections like any other, but never as the oldest transaction or statement.
 _STATEMENT = """
-WITH activity AS MATERIALIZED (
+WITH activity AS {materialized} (
     SELECT pid, state, xact_start, query_start, state_change, wait_event_type,
            backend_type = 'client backend' AS client, pid = pg_backend_pid() AS own
     FROM pg_stat_activity),
-blocked AS MATERIALIZED (
+blocked AS {materialized} (
     SELECT pid, pg_blocking_pids(pid) AS blockers FROM activity
     WHERE wait_event_type = 'Lock'),
-wal AS MATERIALIZED (SELECT {position} AS lsn)
+wal AS {materialized} (SELECT {position} AS lsn)
 SELECT current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
        coalesce((SELECT max(extract(epoch FROM clock_timestamp() - xact_start))
@@ -271,6 +271,8 @@ _LOCK_WAIT_SINCE_QUERY = """SELECT extract(epoch FROM clock_timestamp() - min(qu
 def statement(server_version: int) -> str:
     """The probe's statement for a server version (`server_version_num`, e.g. 150004)."""
     return _STATEMENT.format(
+        # Before PostgreSQL 12 every CTE is materialized and the keyword does not exist.
+        materialized="MATERIALIZED" if server_version >= 120000 else "",
         position=_POSITION,
         oldest_lock_wait=(
             _LOCK_WAIT_SINCE_WAITSTART if server_version >= 140000 else _LOCK_WAIT_SINCE_QUERY
