@@ -13,13 +13,13 @@ import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, up_is
+from tests_support import wait_firing
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
 from resilience_exporter.config import parse
 from resilience_exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
 from resilience_exporter.yamlfile import ConfigError
-from scripts.testservers.base import wait_until
 from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer
@@ -286,15 +286,6 @@ def test_reserve_pool_use_and_servers_stuck_testing_fire_their_alerts(workdir: P
                 scrape={"resilience-exporter": [f"127.0.0.1:{exp.port}"]}, rule_files=rule_files
             ) as prometheus,
         ):
-
-            def firing(name: str) -> bool:
-                return any(
-                    a["state"] == "firing"
-                    and a["labels"]["alertname"] == name
-                    and a["labels"].get("database") == "postgres"
-                    for a in prometheus.alerts()
-                )
-
             with HeldTransactions(bouncer, 4):
                 m = exp.wait_for(
                     "four server connections for a pool of two",
@@ -304,11 +295,11 @@ def test_reserve_pool_use_and_servers_stuck_testing_fire_their_alerts(workdir: P
                 db = {"target": "bouncer", "database": "postgres"}
                 assert m.value("resilience_pgbouncer_pool_size", **db) == 2
                 assert m.value("resilience_pgbouncer_reserve_pool_size", **db) == 2
-                wait_until(
-                    lambda: firing("ResiliencePgbouncerReservePoolInUse"),
+                wait_firing(
+                    prometheus,
+                    "ResiliencePgbouncerReservePoolInUse",
                     timeout=60,
-                    interval=0.5,
-                    what="ResiliencePgbouncerReservePoolInUse firing",
+                    database="postgres",
                 )
                 (reserve,) = prometheus.query(
                     'pool:resilience_pgbouncer_servers_beyond_pool_size:sum{database="postgres"}'
@@ -326,11 +317,11 @@ def test_reserve_pool_use_and_servers_stuck_testing_fire_their_alerts(workdir: P
                         ),
                         timeout=30,
                     )
-                    wait_until(
-                        lambda: firing("ResiliencePgbouncerServersStuckTesting"),
+                    wait_firing(
+                        prometheus,
+                        "ResiliencePgbouncerServersStuckTesting",
                         timeout=60,
-                        interval=0.5,
-                        what="ResiliencePgbouncerServersStuckTesting firing",
+                        database="postgres",
                     )
                     pg.thaw()  # before the client is joined: its query then finishes
             finally:

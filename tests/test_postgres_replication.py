@@ -7,18 +7,18 @@ slot alerts fire; started again, they clear."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
 from psycopg import sql
+from tests_support import Repeating, wait_cleared, wait_firing
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
@@ -85,39 +85,18 @@ def replication(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicatio
             yield Replication(primary, standby, exporter, prometheus)
 
 
-class Writes:
+@contextlib.contextmanager
+def writes(primary: PostgresServer) -> Iterator[None]:
     """Inserts on the primary every 0.2 s until the block ends, as an application would."""
-
-    def __init__(self, primary: PostgresServer) -> None:
-        self._conn = psycopg.connect(primary.admin_dsn(), autocommit=True)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="writes", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            self._conn.execute("INSERT INTO orders (note) VALUES ('one more')")
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._conn.close()
-
-
-def active_alerts(prometheus: PrometheusServer, name: str, **labels: str) -> list[str]:
-    """The states (pending, firing) of the alerts `name` whose labels include `labels`."""
-    return [
-        alert["state"]
-        for alert in prometheus.alerts()
-        if alert["labels"].get("alertname") == name and labels.items() <= alert["labels"].items()
-    ]
-
-
-def firing(prometheus: PrometheusServer, name: str, **labels: str) -> bool:
-    return "firing" in active_alerts(prometheus, name, **labels)
+    with (
+        psycopg.connect(primary.admin_dsn(), autocommit=True) as conn,
+        Repeating(
+            lambda: conn.execute("INSERT INTO orders (note) VALUES ('one more')"),
+            interval=0.2,
+            name="writes",
+        ),
+    ):
+        yield
 
 
 def standby_labels(**extra: str) -> dict[str, str]:
@@ -229,7 +208,7 @@ def test_paused_replay_raises_the_lag_and_fires_the_lag_alerts_then_clears(
     write_and_catch_up(replication)
     replication.standby.pause_replay()
     try:
-        with Writes(replication.primary):
+        with writes(replication.primary):
             first = exporter.wait_for(
                 "replay paused and behind",
                 lambda e: (
@@ -262,33 +241,24 @@ def test_paused_replay_raises_the_lag_and_fires_the_lag_alerts_then_clears(
                 for stage in ("flush", "replay")
             }
             assert (lag_bytes["flush"] or 0) < (lag_bytes["replay"] or 0), lag_bytes
-            wait_until(
-                lambda: (
-                    firing(prometheus, "ResiliencePostgresReplicationLagHigh", target=STANDBY)
-                    and firing(
-                        prometheus,
-                        "ResiliencePostgresStandbyLagHigh",
-                        **standby_labels(stage="replay"),
-                    )
-                ),
+            wait_firing(
+                prometheus, "ResiliencePostgresReplicationLagHigh", timeout=DEADLINE, target=STANDBY
+            )
+            wait_firing(
+                prometheus,
+                "ResiliencePostgresStandbyLagHigh",
                 timeout=DEADLINE,
-                interval=0.5,
-                what="both lag alerts firing in Prometheus",
+                **standby_labels(stage="replay"),
             )
     finally:
         replication.standby.resume_replay()
     exporter.wait_for("caught up again", caught_up, timeout=DEADLINE)
     assert exporter.scrape().value("resilience_postgres_replay_paused", target=STANDBY) == 0
-    wait_until(
-        lambda: (
-            not (
-                active_alerts(prometheus, "ResiliencePostgresReplicationLagHigh")
-                or active_alerts(prometheus, "ResiliencePostgresStandbyLagHigh")
-            )
-        ),
+    wait_cleared(
+        prometheus,
+        "ResiliencePostgresReplicationLagHigh",
+        "ResiliencePostgresStandbyLagHigh",
         timeout=DEADLINE,
-        interval=0.5,
-        what="the lag alerts to clear",
     )
 
 
@@ -327,14 +297,12 @@ def test_a_stopped_standby_leaves_its_slot_inactive_retaining_wal(
             return now > RETAINED_BYTES
 
         exporter.wait_for("the slot retaining more WAL", grown, timeout=DEADLINE)
-        wait_until(
-            lambda: (
-                firing(prometheus, "ResiliencePostgresReplicationSlotInactive", **slot)
-                and firing(prometheus, "ResiliencePostgresReplicationSlotWalRetained", **slot)
-            ),
+        wait_firing(
+            prometheus,
+            "ResiliencePostgresReplicationSlotInactive",
+            "ResiliencePostgresReplicationSlotWalRetained",
             timeout=DEADLINE,
-            interval=0.5,
-            what="the slot alerts firing in Prometheus",
+            **slot,
         )
     finally:
         replication.standby.start()
@@ -347,16 +315,11 @@ def test_a_stopped_standby_leaves_its_slot_inactive_retaining_wal(
         ),
         timeout=DEADLINE,
     )
-    wait_until(
-        lambda: (
-            not (
-                active_alerts(prometheus, "ResiliencePostgresReplicationSlotInactive")
-                or active_alerts(prometheus, "ResiliencePostgresReplicationSlotWalRetained")
-            )
-        ),
+    wait_cleared(
+        prometheus,
+        "ResiliencePostgresReplicationSlotInactive",
+        "ResiliencePostgresReplicationSlotWalRetained",
         timeout=DEADLINE,
-        interval=0.5,
-        what="the slot alerts to clear",
     )
 
 
