@@ -22,6 +22,8 @@ from tests_support import Repeating, wait_cleared, wait_firing
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
+from resilience_exporter.families import Sample
+from resilience_exporter.probes.postgres import stats
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer, PostgresStandby
 from scripts.testservers.prometheus import PrometheusServer
@@ -336,3 +338,36 @@ def test_the_standby_is_made_as_an_operator_would(replication: Replication) -> N
     assert "primary_conninfo" in auto_conf
     assert f"primary_slot_name = '{SLOT}'" in auto_conf
     assert Path(replication.standby.data, "standby.signal").exists()
+
+
+def test_a_role_without_pg_monitor_reads_unknown_not_healthy(replication: Replication) -> None:
+    """The server hides standbys' and the receiver's details from such a role: the samples
+    say `unknown`, never a state, a lag of 0 or a stopped receiver they cannot know."""
+    replication.primary.create_role("no_monitor", "No-Monitor-Pw-77", monitor=False)
+    found: dict[str, list[Sample]] = {}
+
+    def probed() -> bool:
+        try:
+            for name, server in ((PRIMARY, replication.primary), (STANDBY, replication.standby)):
+                dsn = server.dsn("no_monitor", "No-Monitor-Pw-77")
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    row = conn.execute(stats.statement(conn.info.server_version)).fetchone()
+                found[name] = stats.samples(name, row)
+        except psycopg.OperationalError:  # the role not replayed on the standby yet
+            return False
+        return True
+
+    wait_until(probed, timeout=DEADLINE, what="the role on both servers")
+    standbys = [s for s in found[PRIMARY] if s.family is stats.STANDBYS]
+    assert [(dict(s.labels)["state"], dict(s.labels)["sync_state"]) for s in standbys] == [
+        ("unknown", "unknown")
+    ]
+    assert not [s for s in found[PRIMARY] if s.family is stats.STANDBY_LAG_SECONDS]
+    assert not [s for s in found[PRIMARY] if s.family is stats.STANDBY_LAG_BYTES]
+    receiver = {
+        dict(s.labels)["status"]: s.value
+        for s in found[STANDBY]
+        if s.family is stats.WAL_RECEIVER_STATUS
+    }
+    assert receiver["unknown"] == 1
+    assert receiver["stopped"] == receiver["streaming"] == 0

@@ -88,7 +88,8 @@ IN_RECOVERY = family(
 STANDBYS = family(
     "resilience_postgres_standbys",
     "Standbys streaming from this server (pg_stat_replication), by application_name, "
-    "client_addr (empty over a Unix socket), state and sync_state.",
+    "client_addr (empty over a Unix socket), state and sync_state (unknown when the role "
+    "may not see them).",
     "gauge", (*_STANDBY, "state", "sync_state"), group="postgres",
 )  # fmt: skip
 STANDBY_LAG_BYTES = family(
@@ -125,7 +126,7 @@ SLOT_WAL_STATUS = family(
 WAL_RECEIVER_STATUS = family(
     "resilience_postgres_wal_receiver_status",
     "Standbys only: 1 for the WAL receiver's status (pg_stat_wal_receiver; stopped when "
-    "no receiver runs), 0 for the others.",
+    "no receiver runs, unknown when the role may not see it), 0 for the others.",
     "gauge", ("target", "status"), group="postgres",
 )  # fmt: skip
 REPLAY_LAG_BYTES = family(
@@ -195,7 +196,10 @@ STATES: Mapping[str | None, str] = {
     None: "unknown",
 }
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
-RECEIVER_STATUSES = ("stopped", "starting", "streaming", "waiting", "restarting", "stopping")
+# `unknown`: a receiver runs, but the role may not see its details (no pg_monitor).
+RECEIVER_STATUSES = (
+    "stopped", "starting", "streaming", "waiting", "restarting", "stopping", "unknown",
+)  # fmt: skip
 LAG_STAGES = ("write", "flush", "replay")
 
 # Where WAL stands now: a standby (cascading to others, or holding slots) has no
@@ -249,7 +253,7 @@ SELECT current_setting('max_connections')::int,
                     pg_wal_lsn_diff(p.lsn, restart_lsn)::float8, {wal_status}))
                  FROM pg_replication_slots, wal AS p), '[]'),
        CASE WHEN pg_is_in_recovery() THEN json_build_array(
-           coalesce((SELECT status FROM pg_stat_wal_receiver), 'stopped'),
+           coalesce((SELECT coalesce(status, 'unknown') FROM pg_stat_wal_receiver), 'stopped'),
            pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8,
            extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8,
            pg_is_wal_replay_paused()) END,
@@ -291,10 +295,18 @@ class _Standby:
     lag_seconds: dict[str, float] = field(default_factory=dict)
 
     def add(
-        self, state: str, sync_state: str, lsn_diffs: Sequence[Any], lags: Sequence[Any]
+        self,
+        state: str,
+        sync_state: str,
+        *,
+        lsn_diffs: Sequence[Any] | None,
+        lags: Sequence[Any] | None,
     ) -> None:
+        """`None`: hidden from a role without pg_monitor, unknown rather than 0."""
         key = (state, sync_state)
         self.states[key] = self.states.get(key, 0) + 1
+        if lsn_diffs is None or lags is None:
+            return
         for stage, diff in zip(("sent", *LAG_STAGES), lsn_diffs, strict=True):
             if diff is not None:  # not reported yet by a standby just connected
                 self.lag_bytes[stage] = max(self.lag_bytes.get(stage, 0.0), float(diff))
@@ -359,10 +371,11 @@ def samples(target: str, row: Sequence[Any] | None) -> list[Sample]:
 def _standby_samples(target: str, rows: Sequence[Sequence[Any]]) -> list[Sample]:
     grouped: dict[tuple[str, str], _Standby] = {}
     for name, addr, state, sync_state, *rest in rows:
-        key = (str(name or ""), str(addr or ""))
-        grouped.setdefault(key, _Standby()).add(
-            str(state), str(sync_state), lsn_diffs=rest[:4], lags=rest[4:]
-        )
+        standby = grouped.setdefault((str(name or ""), str(addr or "")), _Standby())
+        if state is None:  # hidden from a role without pg_monitor: no lag to tell either
+            standby.add("unknown", "unknown", lsn_diffs=None, lags=None)
+        else:
+            standby.add(str(state), str(sync_state), lsn_diffs=rest[:4], lags=rest[4:])
     out: list[Sample] = []
     for (name, addr), standby in grouped.items():
         s = {"target": target, "application_name": name, "client_addr": addr}
