@@ -19,7 +19,7 @@ import psycopg
 from bench import harness
 from bench.harness import Measured, UsageMeter, ms
 from resilience_exporter import config as config_module
-from resilience_exporter.probes.postgres import SATURATION_SQL
+from resilience_exporter.probes.postgres.stats import statement as postgres_statement
 from resilience_exporter.registry import kind_spec
 from scripts.testservers.base import free_port
 from scripts.testservers.postgres import PostgresServer
@@ -161,13 +161,19 @@ def start_peers(s: Servers, workdir: Path) -> tuple[list[Measured], dict[str, st
 
 # --- probe overhead: our probe against the floor, interleaved in the same loop -------------
 # What each probe sends, in round trips, replayed bare on an open connection: it tells the
-# cost of what we ask the server from the cost of our code around it.
+# cost of what we ask the server from the cost of our code around it. PostgreSQL's one
+# statement depends on the server's version: `bare_statements()` asks the connection.
 BARE_STATEMENTS = {
-    "postgres": [SATURATION_SQL],
     "pgbouncer": ["SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW LISTS"],
     "redis": ["PING", "INFO"],
 }
 FLOOR_STATEMENT = {"postgres": "SELECT 1", "pgbouncer": "SHOW VERSION", "redis": "PING"}
+
+
+def bare_statements(kind: str, conn: _Connection) -> list[str]:
+    if kind == "postgres" and conn.pg is not None:
+        return [postgres_statement(conn.pg.info.server_version)]
+    return BARE_STATEMENTS[kind]
 
 
 async def _overhead(s: Servers, config_path: Path, rounds: int) -> dict[str, dict[str, Any]]:
@@ -178,11 +184,12 @@ async def _overhead(s: Servers, config_path: Path, rounds: int) -> dict[str, dic
         probe = kind_spec(kind).create(target)
         await probe.open()
         conn = await _Connection.open(s, kind)
+        bare = bare_statements(kind, conn)
         timings: dict[str, list[float]] = {"probe": [], "floor": [], "bare": []}
         steps: dict[str, Callable[[], Awaitable[Any]]] = {
             "probe": probe.probe,
             "floor": functools.partial(conn.run, [FLOOR_STATEMENT[kind]]),
-            "bare": functools.partial(conn.run, BARE_STATEMENTS[kind]),
+            "bare": functools.partial(conn.run, bare),
         }
         try:
             for _ in range(5):  # warm up: the pool's first connection, caches
@@ -204,10 +211,10 @@ async def _overhead(s: Servers, config_path: Path, rounds: int) -> dict[str, dic
             "floor_query": FLOOR_STATEMENT[kind],
             "floor_p50_ms": p50["floor"],
             "floor_p99_ms": p99["floor"],
-            "probe_round_trips": len(BARE_STATEMENTS[kind]),
+            "probe_round_trips": len(bare),
             "bare_statements_p50_ms": p50["bare"],
             "ratio_p50": p50["probe"] / p50["floor"],
-            "ratio_p50_per_round_trip": p50["probe"] / p50["floor"] / len(BARE_STATEMENTS[kind]),
+            "ratio_p50_per_round_trip": p50["probe"] / p50["floor"] / len(bare),
             "ratio_p50_to_bare": p50["probe"] / p50["bare"],
         }
     return results

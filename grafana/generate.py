@@ -48,6 +48,9 @@ MAPPINGS: dict[str, list[tuple[str, str, str]]] = {
     "up_down": [("1", "UP", GREEN), ("0", "DOWN", RED)],
     "breaker_state": [("0", "closed", GREEN), ("1", "half-open", YELLOW), ("2", "open", RED)],
     "pool_health": [("0", "healthy", GREEN), ("1", "degraded", YELLOW), ("2", "exhausted", RED)],
+    "streaming": [("1", "streaming", GREEN), ("0", "not streaming", RED)],
+    "slot_active": [("1", "active", GREEN), ("0", "inactive", RED)],
+    "replay_paused": [("0", "replaying", GREEN), ("1", "paused", YELLOW)],
 }
 
 

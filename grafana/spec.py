@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 PanelKind = Literal["timeseries", "stat", "state", "heatmap", "bargauge", "table"]
-Mapping = Literal["up_down", "breaker_state", "pool_health"]
+Mapping = Literal[
+    "up_down", "breaker_state", "pool_health", "streaming", "slot_active", "replay_paused"
+]
 Direction = Literal["above", "below"]
 
 # Label matchers every query carries: the dashboard's job and instance variables.

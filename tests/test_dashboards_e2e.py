@@ -1,5 +1,6 @@
 """Every dashboard panel against live data: a real Prometheus (with the shipped rules) scrapes
-the real exporter, which probes real PostgreSQL, PgBouncer, Redis (master, replica, Sentinel),
+the real exporter, which probes real PostgreSQL (a primary and its streaming standby), PgBouncer,
+Redis (master, replica, Sentinel),
 an application's health endpoint and the host. Each panel query, with the dashboard's
 variables substituted, must return data; panels documented as showing data only during
 incidents are checked while the incident is provoked.
@@ -30,17 +31,17 @@ from alerts.thresholds import load_thresholds
 from grafana import generate, render_previews
 from scripts.testservers.base import ServerError, wait_until
 from scripts.testservers.pgbouncer import PgBouncerServer
-from scripts.testservers.postgres import PostgresServer
+from scripts.testservers.postgres import PostgresServer, PostgresStandby
 from scripts.testservers.prometheus import PrometheusServer
 from scripts.testservers.redis import RedisServer, SentinelServer
 
 JOB = "resilience-exporter"
-PG, BOUNCER, APP = "e2e-db", "e2e-bouncer", "shop"
+PG, PG_STANDBY, BOUNCER, APP = "e2e-db", "e2e-db-standby", "e2e-bouncer", "shop"
 REDIS, REPLICA, SENTINEL = "e2e-cache", "e2e-cache-replica", "e2e-sentinel"
 # Each dashboard's `target` variable: the targets it is about (a regex, as Grafana sends).
 TARGETS = {
     "overview.json": f"{PG}|{BOUNCER}|{REDIS}|{REPLICA}|{SENTINEL}|{APP}",
-    "postgres.json": PG,
+    "postgres.json": f"{PG}|{PG_STANDBY}",
     "pgbouncer.json": BOUNCER,
     "redis.json": f"{REDIS}|{REPLICA}|{SENTINEL}",
     "breakers.json": f"{APP}|{PG}",
@@ -106,6 +107,7 @@ class Stack:
 
 def exporter_config(
     pg: PostgresServer,
+    standby: PostgresStandby,
     bouncer: PgBouncerServer,
     master: RedisServer,
     replica: RedisServer,
@@ -119,6 +121,11 @@ targets:
   - name: {PG}
     kind: postgres
     dsn: postgresql://{MONITOR_USER}@127.0.0.1:{pg.port}/postgres
+    password: ${{PGPW}}
+    pool: {{min_size: 1, max_size: 2}}
+  - name: {PG_STANDBY}
+    kind: postgres
+    dsn: postgresql://{MONITOR_USER}@127.0.0.1:{standby.port}/postgres
     password: ${{PGPW}}
     pool: {{min_size: 1, max_size: 2}}
   - name: {BOUNCER}
@@ -192,10 +199,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         BackgroundApp(lambda: health_app(state)) as app,
     ):
         pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
-        config = exporter_config(pg, bouncer, master, replica, sentinel, app)
         with (
+            # Made after the role: the standby copies it. Its physical slot on the primary
+            # and its receiver fill the replication panels.
+            PostgresStandby(pg) as standby,
             CacheTraffic(master),
-            ExporterProcess(workdir, config=config, env={"PGPW": MONITOR_PASSWORD}) as exporter,
+            ExporterProcess(
+                workdir,
+                config=exporter_config(pg, standby, bouncer, master, replica, sentinel, app),
+                env={"PGPW": MONITOR_PASSWORD},
+            ) as exporter,
             PrometheusServer(
                 scrape={JOB: [f"127.0.0.1:{exporter.port}"]}, rule_files=rule_files
             ) as prometheus,

@@ -1,5 +1,5 @@
-"""Resilience / PgBouncer: clients and servers by state, waits, the databases behind the
-poolers, traffic."""
+"""Resilience / PgBouncer: clients and servers by state, waits, the reserve pool, the
+databases behind the poolers, traffic."""
 
 from __future__ import annotations
 
@@ -75,8 +75,12 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         unit="short",
                         stacked=True,
                         description="PgBouncer's connections to the servers, by state; "
-                        "`login` lasting minutes means the server refuses or is slow.",
-                        alerts=("ResiliencePgbouncerServersStuckInLogin",),
+                        "`login` or `tested` lasting minutes means the server refuses or is "
+                        "slow.",
+                        alerts=(
+                            "ResiliencePgbouncerServersStuckInLogin",
+                            "ResiliencePgbouncerServersStuckTesting",
+                        ),
                     ),
                     Panel(
                         title="Longest client wait",
@@ -127,6 +131,26 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         description="Server connections per database against its "
                         "configured pool size.",
                         width=8,
+                    ),
+                    Panel(
+                        title="Reserve pool in use",
+                        kind="timeseries",
+                        queries=(
+                            Query(
+                                expr=f"pool:resilience_pgbouncer_servers_beyond_pool_size:sum{t}",
+                                legend="{{target}} {{database}} {{user}} in use",
+                            ),
+                            Query(
+                                expr=f"resilience_pgbouncer_reserve_pool_size{t}",
+                                legend="{{target}} {{database}} reserve size",
+                            ),
+                        ),
+                        unit="short",
+                        description="Server connections each pool holds beyond pool_size, "
+                        "taken from the reserve pool after clients waited "
+                        "reserve_pool_timeout, against the reserve's size.",
+                        alerts=("ResiliencePgbouncerReservePoolInUse",),
+                        width=24,
                     ),
                 ),
             ),

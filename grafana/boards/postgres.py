@@ -1,5 +1,7 @@
 """Resilience / PostgreSQL: latency, the exporter's pool, server connection slots, long
-transactions."""
+transactions; long statements and locks; replication (primaries' standbys and slots,
+standbys' receiver and replay); per-database deadlocks, rollbacks, conflicts, temp files and
+transaction ID age."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from grafana.boards._common import (
     probe_errors,
     probe_latency,
     quantiles,
+    rate,
     sel,
     up_stat,
 )
@@ -25,7 +28,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         title="Resilience / PostgreSQL",
         file_name="postgres.json",
         description="PostgreSQL servers probed by the exporter: latency, the exporter's pool, "
-        "server connection slots, long transactions.",
+        "server connection slots, long transactions, locks, replication, databases.",
         target_selector="resilience_up" + sel(kind),
         rows=(
             Row(title="Availability", panels=(up_stat(kind), probe_errors(kind))),
@@ -186,6 +189,303 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         ),
                     ),
                 ),
+            ),
+            statements_and_locks(),
+            replication(),
+            databases(),
+        ),
+    )
+
+
+def statements_and_locks() -> Row:
+    t = sel(TARGET)
+    return Row(
+        title="Long statements and locks",
+        panels=(
+            Panel(
+                title="Oldest active statement",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_oldest_active_query_seconds{t}",
+                        legend="{{target}}",
+                    ),
+                ),
+                unit="s",
+                description="How long the longest-running active statement has run (0 when none).",
+                threshold=Threshold(alert="ResiliencePostgresLongRunningQuery", key="seconds"),
+                width=8,
+            ),
+            Panel(
+                title="Sessions waiting on locks",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_lock_waiting_sessions{t}",
+                        legend="{{target}} waiting",
+                    ),
+                    Query(
+                        expr=f"resilience_postgres_blocked_sessions{t}",
+                        legend="{{target}} blocked by others",
+                    ),
+                    Query(
+                        expr=f"resilience_postgres_blocking_sessions{t}",
+                        legend="{{target}} blocking others",
+                    ),
+                ),
+                unit="short",
+                description="Sessions waiting for a lock, those blocked by other "
+                "sessions (pg_blocking_pids), and the sessions blocking them: many "
+                "blocked behind one blocker is a lock queue.",
+                threshold=Threshold(alert="ResiliencePostgresSessionsBlocked", key="sessions"),
+                width=8,
+            ),
+            Panel(
+                title="Longest lock wait",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_oldest_lock_wait_seconds{t}",
+                        legend="{{target}}",
+                    ),
+                ),
+                unit="s",
+                description="How long the longest current lock wait has lasted (0 when "
+                "nobody waits).",
+                threshold=Threshold(alert="ResiliencePostgresLockWaitLong", key="seconds"),
+                width=8,
+            ),
+        ),
+    )
+
+
+def replication() -> Row:
+    t = sel(TARGET)
+    standby = "{{target}} → {{application_name}} {{client_addr}}"
+    replay = sel(TARGET, 'stage="replay"')
+    streaming = sel(TARGET, 'status="streaming"')
+    return Row(
+        title="Replication",
+        panels=(
+            Panel(
+                title="Standbys by state (primaries)",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr="sum by (target, application_name, client_addr, state, sync_state) "
+                        f"(resilience_postgres_standbys{t})",
+                        legend=f"{standby} {{{{state}}}} {{{{sync_state}}}}",
+                    ),
+                ),
+                unit="short",
+                description="Standbys streaming from each primary (pg_stat_replication), "
+                "by state and sync state.",
+                width=8,
+            ),
+            Panel(
+                title="Standby lag in bytes (primaries)",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_standby_lag_bytes{t}",
+                        legend=f"{standby} {{{{stage}}}}",
+                    ),
+                ),
+                unit="bytes",
+                description="WAL each standby has not yet been sent, written, flushed or "
+                "replayed, behind the primary's current position.",
+                width=8,
+            ),
+            Panel(
+                title="Standby replay lag (primaries)",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_standby_lag_seconds{replay}",
+                        legend=standby,
+                    ),
+                ),
+                unit="s",
+                description="The primary's replay_lag of each standby (0 once caught up "
+                "with no traffic).",
+                threshold=Threshold(alert="ResiliencePostgresStandbyLagHigh", key="seconds"),
+                width=8,
+            ),
+            Panel(
+                title="Replay lag (standbys)",
+                kind="timeseries",
+                queries=(
+                    Query(expr=f"resilience_postgres_replay_lag_seconds{t}", legend="{{target}}"),
+                ),
+                unit="s",
+                description="On each standby: 0 when everything received is replayed, "
+                "else the age of the last replayed transaction.",
+                threshold=Threshold(alert="ResiliencePostgresReplicationLagHigh", key="seconds"),
+                width=8,
+            ),
+            Panel(
+                title="WAL received, not replayed (standbys)",
+                kind="timeseries",
+                queries=(
+                    Query(expr=f"resilience_postgres_replay_lag_bytes{t}", legend="{{target}}"),
+                ),
+                unit="bytes",
+                description="WAL bytes a standby has received and not yet replayed: "
+                "rising while replay is paused or stuck.",
+                alerts=("ResiliencePostgresReplicationLagHigh",),
+                width=8,
+            ),
+            Panel(
+                title="WAL receiver and replay (standbys)",
+                kind="state",
+                queries=(
+                    Query(
+                        expr="max by (target) "
+                        f"(resilience_postgres_wal_receiver_status{streaming})",
+                        legend="{{target}} receiver",
+                    ),
+                ),
+                unit="none",
+                mapping="streaming",
+                description="Whether each standby's WAL receiver streams from its primary.",
+                alerts=("ResiliencePostgresWalReceiverDown",),
+                width=8,
+            ),
+            Panel(
+                title="Replay paused (standbys)",
+                kind="state",
+                queries=(Query(expr=f"resilience_postgres_replay_paused{t}", legend="{{target}}"),),
+                unit="none",
+                mapping="replay_paused",
+                description="Whether WAL replay is paused on each standby (pg_wal_replay_pause()).",
+                alerts=("ResiliencePostgresReplicationLagHigh",),
+                width=8,
+            ),
+            Panel(
+                title="Replication slots",
+                kind="state",
+                queries=(
+                    Query(
+                        expr="max by (target, slot_name) "
+                        f"(resilience_postgres_replication_slot_active{t})",
+                        legend="{{target}} {{slot_name}}",
+                    ),
+                ),
+                unit="none",
+                mapping="slot_active",
+                description="Whether a consumer is connected to each replication slot.",
+                alerts=(
+                    "ResiliencePostgresReplicationSlotInactive",
+                    "ResiliencePostgresReplicationSlotLost",
+                ),
+                width=8,
+            ),
+            Panel(
+                title="WAL retained by replication slots",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_replication_slot_retained_wal_bytes{t}",
+                        legend="{{target}} {{slot_name}}",
+                    ),
+                ),
+                unit="bytes",
+                description="WAL each slot keeps on disk: growing without bound when its "
+                "consumer is gone.",
+                threshold=Threshold(
+                    alert="ResiliencePostgresReplicationSlotWalRetained", key="bytes"
+                ),
+                alerts=("ResiliencePostgresReplicationSlotInactive",),
+                width=8,
+            ),
+        ),
+    )
+
+
+def databases() -> Row:
+    t = sel(TARGET)
+    return Row(
+        title="Databases",
+        panels=(
+            Panel(
+                title="Deadlocks",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr="sum by (target, database) "
+                        f"({increase('resilience_postgres_deadlocks_total' + t)})",
+                        legend="{{target}} {{database}}",
+                    ),
+                ),
+                unit="short",
+                description="Deadlocks detected in each interval, by database.",
+                alerts=("ResiliencePostgresDeadlocks",),
+                width=8,
+            ),
+            Panel(
+                title="Commits and rollbacks",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"sum by (target) ({rate('resilience_postgres_commits_total' + t)})",
+                        legend="{{target}} commits",
+                    ),
+                    Query(
+                        expr=f"sum by (target) ({rate('resilience_postgres_rollbacks_total' + t)})",
+                        legend="{{target}} rollbacks",
+                    ),
+                ),
+                unit="ops",
+                description="Transactions committed and rolled back per second: a rise "
+                "in rollbacks is failing requests.",
+                width=8,
+            ),
+            Panel(
+                title="Transaction ID age vs autovacuum_freeze_max_age",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"database:resilience_postgres_frozen_xid_age:ratio{t}",
+                        legend="{{target}} {{database}}",
+                    ),
+                ),
+                unit="percentunit",
+                minimum=0,
+                description="age(datfrozenxid) of each database against "
+                "autovacuum_freeze_max_age: above 100% autovacuum must freeze; it keeps "
+                "rising when autovacuum does not keep up, towards wraparound.",
+                threshold=Threshold(alert="ResiliencePostgresXidWraparound", key="ratio"),
+                width=8,
+            ),
+            Panel(
+                title="Recovery conflicts",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr="sum by (target, database) "
+                        f"({increase('resilience_postgres_conflicts_total' + t)})",
+                        legend="{{target}} {{database}}",
+                    ),
+                ),
+                unit="short",
+                description="Queries on standbys cancelled in each interval because they "
+                "conflicted with replay.",
+                width=12,
+            ),
+            Panel(
+                title="Temporary files written",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr="sum by (target, database) "
+                        f"({rate('resilience_postgres_temp_bytes_total' + t)})",
+                        legend="{{target}} {{database}}",
+                    ),
+                ),
+                unit="Bps",
+                description="Bytes per second queries spill to temporary files "
+                "(work_mem too small for them).",
+                width=12,
             ),
         ),
     )

@@ -53,6 +53,12 @@ POOL_SIZE = family(
     "Server connections allowed per user for the database (pool_size, from SHOW DATABASES).",
     "gauge", _DB_LABELS, group="pgbouncer",
 )  # fmt: skip
+RESERVE_POOL_SIZE = family(
+    "resilience_pgbouncer_reserve_pool_size",
+    "Server connections a pool of the database may open beyond pool_size when clients "
+    "have waited reserve_pool_timeout (reserve_pool, from SHOW DATABASES).",
+    "gauge", _DB_LABELS, group="pgbouncer",
+)  # fmt: skip
 MAX_CLIENT_CONNECTIONS = family(
     "resilience_pgbouncer_max_client_connections",
     "The max_client_conn setting: client connections PgBouncer accepts in all.",
@@ -284,9 +290,9 @@ class PgBouncerProbe:
             for column, fam, scale in _STATS:
                 out.append(sample(fam, _number(row, column) * scale, **labels))
         for row in databases:
-            out.append(
-                sample(POOL_SIZE, _number(row, "pool_size"), target=name, database=str(row["name"]))
-            )
+            db = {"target": name, "database": str(row["name"])}
+            out.append(sample(POOL_SIZE, _number(row, "pool_size"), **db))
+            out.append(sample(RESERVE_POOL_SIZE, _number(row, "reserve_pool"), **db))
         out.append(sample(MAX_CLIENT_CONNECTIONS, _number(config, "max_client_conn"), target=name))
         out.append(sample(CLIENT_CONNECTIONS, _number(lists, "used_clients"), target=name))
         return out

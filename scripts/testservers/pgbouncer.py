@@ -31,7 +31,10 @@ class PgBouncerServer(ManagedServer):
 
     Every user in `users` may log in (SCRAM) and is an admin of the console; PgBouncer logs in
     to PostgreSQL with the same name and password, so each must also be a PostgreSQL role.
-    Connections to a database wait at most `query_wait_timeout` seconds for a server.
+    Connections to a database wait at most `query_wait_timeout` seconds for a server; after
+    `reserve_pool_timeout` seconds of waiting a pool may open `reserve_pool_size` more; an
+    idle server connection unused for `server_check_delay` seconds (0: always) is checked
+    before it is handed out.
     """
 
     stop_signal = signal.SIGINT  # safe shutdown
@@ -45,6 +48,9 @@ class PgBouncerServer(ManagedServer):
         pool_size: int = 5,
         max_client_conn: int = 50,
         query_wait_timeout: int = 120,
+        reserve_pool_size: int = 0,
+        reserve_pool_timeout: float = 5.0,
+        server_check_delay: float = 30.0,
     ) -> None:
         self.binary = require_binary(PGBOUNCER, "pgbouncer")
         self.user = service_user("postgres")
@@ -71,6 +77,9 @@ class PgBouncerServer(ManagedServer):
             "pool_mode = transaction\n"
             f"default_pool_size = {pool_size}\nmax_client_conn = {max_client_conn}\n"
             f"query_wait_timeout = {query_wait_timeout}\n"
+            f"reserve_pool_size = {reserve_pool_size}\n"
+            f"reserve_pool_timeout = {reserve_pool_timeout}\n"
+            f"server_check_delay = {server_check_delay}\n"
             # Retry the server soon after a failed login, so recovery shows quickly.
             "server_login_retry = 1\n"
             "ignore_startup_parameters = application_name,extra_float_digits,options\n"

@@ -41,10 +41,11 @@ class PostgresServer(ManagedServer):
     stop_signal = signal.SIGINT  # fast shutdown: sessions are ended, the port closes
     remove_signal = signal.SIGQUIT  # immediate shutdown
     start_timeout = 30.0
+    tempdir_prefix = "resilience-pg-"
 
     def __init__(self, *, port: int | None = None, max_connections: int = 100) -> None:
         self.user = service_user("postgres")
-        self.base = owned_tempdir("resilience-pg-", self.user)
+        self.base = owned_tempdir(self.tempdir_prefix, self.user)
         self.data = self.base / "data"
         self.sockets = self.base / "sockets"
         self.port = port or free_port()
@@ -80,6 +81,10 @@ class PostgresServer(ManagedServer):
             self.user,
         )
         pwfile.unlink()
+        self._configure()
+
+    def _configure(self, extra: str = "") -> None:
+        """Settings appended to postgresql.conf: later lines win over a copied primary's."""
         self.sockets.mkdir()
         conf = self.data / "postgresql.conf"
         with conf.open("a") as f:
@@ -90,7 +95,7 @@ class PostgresServer(ManagedServer):
                 "superuser_reserved_connections = 3\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "shared_buffers = 16MB\nlog_connections = on\n"
-                "log_line_prefix = '%m [%p] %u@%d %a '\n"
+                "log_line_prefix = '%m [%p] %u@%d %a '\n" + extra
             )
         chown_tree(self.base, self.user)
 
@@ -138,3 +143,46 @@ class PostgresServer(ManagedServer):
     def connections_received(self) -> int:
         """Connection attempts the server has logged since it was created."""
         return self.process.log_text().count("connection received:")
+
+
+class PostgresStandby(PostgresServer):
+    """A streaming standby of `primary` on a port of its own, made as an operator would:
+    `pg_basebackup -R -X stream -C -S <slot>` (a physical replication slot on the primary,
+    `primary_conninfo` through the primary's socket). Its walreceiver's `application_name`
+    is `name` (through `cluster_name`). Roles and data come from the primary.
+
+    `pause_replay()`/`resume_replay()` make replay lag on demand; `stop()` leaves the slot
+    on the primary inactive, retaining WAL.
+    """
+
+    tempdir_prefix = "resilience-pg-standby-"
+
+    def __init__(
+        self, primary: PostgresServer, *, name: str = "standby1", slot: str = "standby1_slot"
+    ) -> None:
+        self.primary = primary
+        self.name = name
+        self.slot = slot
+        super().__init__(max_connections=primary.max_connections)
+
+    def _init_cluster(self) -> None:
+        chown_tree(self.base, self.user)
+        run_as(
+            [
+                str(self._bin / "pg_basebackup"),
+                "-h", str(self.primary.sockets),
+                "-p", str(self.primary.port),
+                "-U", SUPERUSER,
+                "-D", str(self.data),
+                "-R", "-X", "stream", "-C", "-S", self.slot,
+                "--no-sync",
+            ],
+            self.user,
+        )  # fmt: skip
+        self._configure(f"cluster_name = '{self.name}'\n")
+
+    def pause_replay(self) -> None:
+        self.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self.execute("SELECT pg_wal_replay_resume()")

@@ -1,5 +1,6 @@
-"""PostgreSQL: probe round trip through the exporter's own psycopg pool, the pool's stats,
-and the server's connection saturation as seen in `pg_stat_activity`.
+"""The PostgreSQL target's configuration and its probe: one round trip through the
+exporter's own psycopg pool, the pool's stats, and the samples of the server's answer
+(`stats`).
 
 The monitoring role needs `pg_monitor` (or `pg_read_all_stats`) to see the state of other
 roles' sessions; without it their state reads as `unknown`.
@@ -8,7 +9,7 @@ roles' sessions; without it their state reads as `unknown`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 import psycopg
@@ -19,67 +20,13 @@ from pydantic import Field, model_validator
 
 from resilience_exporter.classify.postgres import classify_postgres
 from resilience_exporter.config import PoolConfig, TargetConfig
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.families import Sample
 from resilience_exporter.pools import PoolStats, PoolTimings, pool_samples
 from resilience_exporter.probes._common import ConnectObserver
 from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
-from resilience_exporter.reasons import Failure, ProbeError
-from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.probes.postgres.stats import samples, statement
+from resilience_exporter.reasons import Failure
 from resilience_exporter.secrets import PasswordSource
-
-CONNECTIONS = family(
-    "resilience_postgres_connections",
-    "Client backends on the server by state, from pg_stat_activity.",
-    "gauge", ("target", "state"), group="postgres",
-)  # fmt: skip
-MAX_CONNECTIONS = family(
-    "resilience_postgres_max_connections",
-    "The server's max_connections setting.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
-RESERVED_CONNECTIONS = family(
-    "resilience_postgres_reserved_connections",
-    "Connection slots reserved for superusers (superuser_reserved_connections).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
-OLDEST_TRANSACTION = family(
-    "resilience_postgres_oldest_transaction_seconds",
-    "Age of the oldest open transaction of any client backend (0 when none is open).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
-OLDEST_IDLE_IN_TRANSACTION = family(
-    "resilience_postgres_oldest_idle_in_transaction_seconds",
-    "How long the longest session idle in transaction has been idle (0 when none).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
-
-# pg_stat_activity.state values, spelled as label values.
-STATES: Mapping[str | None, str] = {
-    "active": "active",
-    "idle": "idle",
-    "idle in transaction": "idle_in_transaction",
-    "idle in transaction (aborted)": "idle_in_transaction_aborted",
-    "fastpath function call": "fastpath_function_call",
-    "disabled": "disabled",
-    None: "unknown",
-}
-
-# One round trip gives everything; the exporter's own session is counted like any other.
-SATURATION_SQL = """
-SELECT current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       coalesce((SELECT max(extract(epoch FROM clock_timestamp() - xact_start))
-                 FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND xact_start IS NOT NULL
-                   AND pid <> pg_backend_pid()), 0)::float8,
-       coalesce((SELECT max(extract(epoch FROM clock_timestamp() - state_change))
-                 FROM pg_stat_activity
-                 WHERE backend_type = 'client backend'
-                   AND state LIKE 'idle in transaction%'), 0)::float8,
-       coalesce((SELECT json_agg(json_build_array(state, n))
-                 FROM (SELECT state, count(*) AS n FROM pg_stat_activity
-                       WHERE backend_type = 'client backend' GROUP BY state) AS s), '[]')
-"""
 
 
 class PostgresTarget(TargetConfig, PasswordSource):
@@ -174,7 +121,7 @@ class PostgresProbe:
                 conn = await pool.getconn()
             try:
                 async with conn.cursor() as cur:
-                    await cur.execute(SATURATION_SQL)
+                    await cur.execute(statement(conn.info.server_version))
                     row = await cur.fetchone()
                 break
             except psycopg.OperationalError:
@@ -182,21 +129,7 @@ class PostgresProbe:
                     raise
             finally:
                 await pool.putconn(conn)
-        if row is None:
-            raise ProbeError("protocol", "saturation query returned no row")
-        max_connections, reserved, oldest_xact, oldest_idle_xact, by_state = row
-        counts = dict.fromkeys(STATES.values(), 0)
-        for state, count in by_state:
-            label = STATES.get(state, "unknown")
-            counts[label] += int(count)
-        samples = [sample(CONNECTIONS, n, target=name, state=s) for s, n in counts.items()]
-        samples += [
-            sample(MAX_CONNECTIONS, max_connections, target=name),
-            sample(RESERVED_CONNECTIONS, reserved, target=name),
-            sample(OLDEST_TRANSACTION, oldest_xact, target=name),
-            sample(OLDEST_IDLE_IN_TRANSACTION, oldest_idle_xact, target=name),
-        ]
-        return samples
+        return samples(name, row)
 
     def local_samples(self) -> Sequence[Sample]:
         stats = self.pool.get_stats()
@@ -227,22 +160,3 @@ class PostgresProbe:
 
     async def close(self) -> None:
         await self.pool.close(timeout=1.0)
-
-
-def _from_env_url(url: str) -> Mapping[str, Any]:
-    return {"name": "database", "kind": "postgres", "dsn": url}
-
-
-def _create(target: PostgresTarget) -> PostgresProbe:
-    return PostgresProbe(target)
-
-
-register_kind(
-    KindSpec(
-        kind="postgres",
-        config_model=PostgresTarget,
-        create=_create,
-        env_url_var="DATABASE_URL",
-        from_env_url=_from_env_url,
-    )
-)
