@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import redis
 
@@ -14,6 +15,7 @@ from scripts.testservers.base import (
     ServerProcess,
     free_port,
     require_binary,
+    wait_until,
 )
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -27,7 +29,8 @@ class RedisServer(ManagedServer):
     """`with RedisServer(password=...) as r:` gives a running Redis that is removed on exit.
 
     `password` protects the default user (`requirepass`); `acl_users` adds ACL users with
-    full rights, as (name, password) pairs.
+    full rights, as (name, password) pairs; `extra_config` lines are appended to redis.conf
+    (`enable-protected-configs local` lets a test `CONFIG SET dir`, for instance).
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class RedisServer(ManagedServer):
         replica_of: RedisServer | None = None,
         port: int | None = None,
         tls: bool = False,
+        extra_config: Sequence[str] = (),
     ) -> None:
         self.binary = require_binary(REDIS_SERVER, "redis-server")
         self.base = Path(tempfile.mkdtemp(prefix="resilience-redis-"))
@@ -75,6 +79,7 @@ class RedisServer(ManagedServer):
             lines.append(f"replicaof 127.0.0.1 {replica_of.port}")
             if replica_of.password is not None:
                 lines.append(f"masterauth {_quote(replica_of.password)}")
+        lines += extra_config
         self.conf = self.base / "redis.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.process = ServerProcess(
@@ -117,9 +122,20 @@ class RedisServer(ManagedServer):
 
 
 class SentinelServer(ManagedServer):
-    """A Redis Sentinel (`redis-server <conf> --sentinel`) watching one master as `service`."""
+    """A Redis Sentinel (`redis-server <conf> --sentinel`) watching one master as `service`.
 
-    def __init__(self, master: RedisServer, *, service: str = "mymaster") -> None:
+    `quorum` Sentinels must agree that the master is down; `down_after_ms` is how long a
+    server (master, replica or another Sentinel) may stay silent before it counts as down.
+    """
+
+    def __init__(
+        self,
+        master: RedisServer,
+        *,
+        service: str = "mymaster",
+        quorum: int = 1,
+        down_after_ms: int = 30_000,
+    ) -> None:
         self.binary = require_binary(REDIS_SERVER, "redis-server")
         self.base = Path(tempfile.mkdtemp(prefix="resilience-sentinel-"))
         self.port = free_port()
@@ -128,7 +144,8 @@ class SentinelServer(ManagedServer):
             f"port {self.port}",
             "bind 127.0.0.1",
             f"dir {self.base}",
-            f"sentinel monitor {service} 127.0.0.1 {master.port} 1",
+            f"sentinel monitor {service} 127.0.0.1 {master.port} {quorum}",
+            f"sentinel down-after-milliseconds {service} {down_after_ms}",
         ]
         if master.password is not None:
             lines.append(f"sentinel auth-pass {service} {_quote(master.password)}")
@@ -148,3 +165,73 @@ class SentinelServer(ManagedServer):
                 return bool(found)
         except redis.RedisError:
             return False
+
+
+class RedisCluster:
+    """`with RedisCluster() as cluster:` gives a Redis Cluster of `masters` masters (no
+    replicas) on loopback, created with `redis-cli --cluster create` and removed on exit.
+
+    `node_timeout_ms` is `cluster-node-timeout`: how long a silent node takes to be suspected
+    (PFAIL) and then, once the other masters agree, failed (FAIL)."""
+
+    def __init__(
+        self, *, masters: int = 3, password: str | None = None, node_timeout_ms: int = 1000
+    ) -> None:
+        self.password = password
+        self.nodes = [
+            RedisServer(
+                password=password,
+                extra_config=[
+                    "cluster-enabled yes",
+                    "cluster-config-file nodes.conf",
+                    f"cluster-node-timeout {node_timeout_ms}",
+                ],
+            )
+            for _ in range(masters)
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        cli = require_binary("/usr/bin/redis-cli", "redis-tools")
+        env = {"REDISCLI_AUTH": self.password} if self.password is not None else {}
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-yes"],
+            check=True, capture_output=True, timeout=timeout, env=env,
+        )  # fmt: skip
+        wait_until(
+            lambda: all(self.state(node) == "ok" for node in self.nodes if node.process.running()),
+            timeout=timeout,
+            what="every cluster node to report cluster_state:ok",
+        )
+
+    @staticmethod
+    def state(node: RedisServer) -> str:
+        """The node's `cluster_state` (ok or fail); empty when it does not answer."""
+        try:
+            with node.client() as client:
+                info = client.execute_command("CLUSTER", "INFO")
+        except redis.RedisError:
+            return ""
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key == "cluster_state":
+                return value.strip()
+        return ""
+
+    def remove(self) -> None:
+        for node in self.nodes:
+            node.remove()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
