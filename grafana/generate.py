@@ -47,6 +47,7 @@ GREEN, YELLOW, RED = "green", "yellow", "red"
 MAPPINGS: dict[str, list[tuple[str, str, str]]] = {
     "up_down": [("1", "UP", GREEN), ("0", "DOWN", RED)],
     "breaker_state": [("0", "closed", GREEN), ("1", "half-open", YELLOW), ("2", "open", RED)],
+    "ok_failed": [("1", "OK", GREEN), ("0", "FAILED", RED)],
 }
 
 

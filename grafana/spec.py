@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 PanelKind = Literal["timeseries", "stat", "state", "heatmap", "bargauge", "table"]
-Mapping = Literal["up_down", "breaker_state"]
+Mapping = Literal["up_down", "breaker_state", "ok_failed"]
 Direction = Literal["above", "below"]
 
 # Label matchers every query carries: the dashboard's job and instance variables.
