@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import redis
 
 from scripts.testservers.base import (
     ManagedServer,
+    ServerError,
     ServerProcess,
     free_port,
     require_binary,
@@ -167,6 +169,22 @@ class SentinelServer(ManagedServer):
             return False
 
 
+def _cluster_node_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free too, and exists: Redis
+    refuses a cluster node on a port above 55535."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise ServerError("no free loopback port with a free cluster bus port")
+
+
 class RedisCluster:
     """`with RedisCluster() as cluster:` gives a Redis Cluster of `masters` masters (no
     replicas) on loopback, created with `redis-cli --cluster create` and removed on exit.
@@ -181,6 +199,7 @@ class RedisCluster:
         self.nodes = [
             RedisServer(
                 password=password,
+                port=_cluster_node_port(),
                 extra_config=[
                     "cluster-enabled yes",
                     "cluster-config-file nodes.conf",
