@@ -90,7 +90,7 @@ def debuggable() -> Iterator[RedisServer]:
         yield server
 
 
-def test_slowlog_latency_and_activity_without_arguments(
+def test_slowlog_latency_activity_and_errors_without_arguments(
     debuggable: RedisServer, workdir: Path
 ) -> None:
     secret_key = "resilience:never-exported-key-7f1c"
@@ -98,6 +98,8 @@ def test_slowlog_latency_and_activity_without_arguments(
         admin.config_set("slowlog-log-slower-than", 0)  # every command is slow
         admin.set(secret_key, "never-exported-value")
         admin.eval(BUSY_SCRIPT, 0)
+        with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+            admin.lpush(secret_key, "x")
     config = config_of(redis_target("slow", debuggable))
     with ExporterProcess(workdir, config=config, env={"REDIS_PW": PASSWORD}) as exp:
         m = exp.wait_for(
@@ -130,6 +132,9 @@ def test_slowlog_latency_and_activity_without_arguments(
         assert m.types["resilience_redis_commands_processed"] == "counter"
         assert m.has("resilience_redis_instantaneous_ops_per_second", **t)
         assert (m.value("resilience_redis_memory_fragmentation_ratio", **t) or 0) > 0
+        assert (m.value("resilience_redis_error_replies_total", **t) or 0) >= 1
+        assert (m.value("resilience_redis_cpu_seconds_total", **t, mode="user") or 0) > 0
+        assert m.has("resilience_redis_cpu_seconds_total", **t, mode="system")
         # The slow log holds the key and its value: neither is read out into a series.
         assert "never-exported" not in m.text
         assert "resilience:" not in m.text

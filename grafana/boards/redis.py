@@ -224,7 +224,38 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         unit="ops",
                         description="Commands processed per second, over the rate interval "
                         "and as the server samples it.",
-                        width=6,
+                        width=8,
+                    ),
+                    Panel(
+                        title="Server CPU",
+                        kind="timeseries",
+                        queries=(
+                            Query(
+                                expr="sum by (target) "
+                                f"({rate(f'resilience_redis_cpu_seconds_total{t}')})",
+                                legend="{{target}}",
+                            ),
+                        ),
+                        unit="short",
+                        minimum=0,
+                        description="CPU cores the server process uses: commands run on one "
+                        "thread, so near 1 the server is saturated and every client waits.",
+                        width=8,
+                    ),
+                    Panel(
+                        title="Error replies",
+                        kind="timeseries",
+                        queries=(
+                            Query(
+                                expr=rate(f"resilience_redis_error_replies_total{t}"),
+                                legend="{{target}}",
+                            ),
+                        ),
+                        unit="ops",
+                        description="Error replies per second: refused writes (MISCONF after "
+                        "a failed save, OOM at maxmemory, READONLY on a replica), NOPERM, "
+                        "wrong types.",
+                        width=8,
                     ),
                     Panel(
                         title="Slow log length",
@@ -238,7 +269,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         unit="short",
                         description="Entries in the slow log (commands slower than "
                         "slowlog-log-slower-than); it keeps slowlog-max-len entries.",
-                        width=6,
+                        width=8,
                     ),
                     Panel(
                         title="Newest slow command",
@@ -252,7 +283,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         unit="s",
                         description="Execution time of the newest slow log entry (its "
                         "command is not exported: SLOWLOG GET on the server names it).",
-                        width=6,
+                        width=8,
                     ),
                     Panel(
                         title="Latency spikes",
@@ -267,7 +298,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         description="The latency monitor's latest spike per event (command, "
                         "fork, aof-fsync-always, ...), on servers with "
                         "latency-monitor-threshold set.",
-                        width=6,
+                        width=8,
                     ),
                 ),
             ),

@@ -82,6 +82,18 @@ OPS_PER_SECOND = family(
     "Commands per second, as the server samples them (INFO instantaneous_ops_per_sec).",
     "gauge", ("target",), group="redis",
 )  # fmt: skip
+CPU_SECONDS = family(
+    "resilience_redis_cpu_seconds_total",
+    "CPU time of the server process, system and user (INFO used_cpu_sys, used_cpu_user): "
+    "commands run on one thread, so a rate near 1 is a saturated server.",
+    "counter", ("target", "mode"), group="redis",
+)  # fmt: skip
+ERROR_REPLIES = family(
+    "resilience_redis_error_replies_total",
+    "Error replies the server sent (INFO total_error_replies): refused writes (MISCONF, OOM, "
+    "READONLY), NOPERM, wrong types, ...",
+    "counter", ("target",), group="redis",
+)  # fmt: skip
 FRAGMENTATION = family(
     "resilience_redis_memory_fragmentation_ratio",
     "Resident memory over memory allocated (INFO mem_fragmentation_ratio); meaningless while "
@@ -195,6 +207,7 @@ _REQUIRED: tuple[tuple[str, Family, float], ...] = (
 _OPTIONAL: tuple[tuple[str, Family, float], ...] = (
     ("total_commands_processed", COMMANDS_PROCESSED, 1),
     ("instantaneous_ops_per_sec", OPS_PER_SECOND, 1),
+    ("total_error_replies", ERROR_REPLIES, 1),
     ("mem_fragmentation_ratio", FRAGMENTATION, 1),
     ("repl_backlog_size", BACKLOG, 1),
     ("rdb_changes_since_last_save", RDB_CHANGES, 1),
@@ -235,6 +248,11 @@ def info_samples(name: str, info: Mapping[str, Any]) -> list[Sample]:
         value = number(info, key)
         if value is not None:
             out.append(sample(fam, value * scale, target=name))
+    for mode in ("sys", "user"):
+        seconds = number(info, f"used_cpu_{mode}")
+        if seconds is not None:
+            mode_label = "system" if mode == "sys" else mode
+            out.append(sample(CPU_SECONDS, seconds, target=name, mode=mode_label))
     for key, fam in _STATUSES:
         status = info.get(key)
         if status in ("ok", "err"):
