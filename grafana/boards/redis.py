@@ -144,6 +144,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         unit="bytes",
                         description="Memory Redis uses and its maxmemory (not drawn when "
                         "unlimited).",
+                        width=8,
                     ),
                     Panel(
                         title="Memory used of maxmemory",
@@ -159,6 +160,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         maximum=1,
                         description="Share of maxmemory in use, for servers with a maxmemory.",
                         threshold=Threshold(alert="ResilienceRedisMemoryNearMax", key="ratio"),
+                        width=8,
                     ),
                     Panel(
                         title="Evicted keys",
@@ -172,6 +174,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         unit="ops",
                         description="Keys evicted per second to stay under maxmemory.",
                         alerts=("ResilienceRedisEvictingKeys",),
+                        width=8,
                     ),
                     Panel(
                         title="Keyspace hit ratio",
@@ -201,7 +204,7 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                         "on a large dataset is memory lost to fragmentation (consider "
                         "activedefrag); below 1, the server swaps. Meaningless while the "
                         "dataset is a few MB.",
-                        width=24,
+                        width=12,
                     ),
                 ),
             ),
