@@ -162,10 +162,12 @@ def start_peers(s: Servers, workdir: Path) -> tuple[list[Measured], dict[str, st
 # --- probe overhead: our probe against the floor, interleaved in the same loop -------------
 # What each probe sends, in round trips, replayed bare on an open connection: it tells the
 # cost of what we ask the server from the cost of our code around it. PostgreSQL's one
-# statement depends on the server's version: `bare_statements()` asks the connection.
+# statement depends on the server's version: `bare_statements()` asks the connection. A Redis
+# round trip may pipeline several commands, separated by "; " (the probe sends INFO and the
+# rest together).
 BARE_STATEMENTS = {
     "pgbouncer": ["SHOW POOLS", "SHOW STATS", "SHOW DATABASES", "SHOW CONFIG", "SHOW LISTS"],
-    "redis": ["PING", "INFO"],
+    "redis": ["PING", "INFO; SLOWLOG LEN; SLOWLOG GET 1; LATENCY LATEST"],
 }
 FLOOR_STATEMENT = {"postgres": "SELECT 1", "pgbouncer": "SHOW VERSION", "redis": "PING"}
 
@@ -252,8 +254,13 @@ class _Connection:
         for statement in statements:
             if self.pg is not None:
                 await (await self.pg.execute(statement)).fetchall()
+            elif self.redis is not None and "; " in statement:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for command in statement.split("; "):
+                        pipe.execute_command(*command.split())
+                    await pipe.execute()
             elif self.redis is not None:
-                await self.redis.execute_command(statement)
+                await self.redis.execute_command(*statement.split())
 
     async def close(self) -> None:
         if self.pg is not None:

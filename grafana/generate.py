@@ -51,6 +51,7 @@ MAPPINGS: dict[str, list[tuple[str, str, str]]] = {
     "streaming": [("1", "streaming", GREEN), ("0", "not streaming", RED)],
     "slot_active": [("1", "active", GREEN), ("0", "inactive", RED)],
     "replay_paused": [("0", "replaying", GREEN), ("1", "paused", YELLOW)],
+    "ok_failed": [("1", "OK", GREEN), ("0", "FAILED", RED)],
 }
 
 

@@ -14,6 +14,7 @@ as text. It reads the generated JSON, so it shows exactly what the dashboards qu
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+from PIL import Image
 
 from grafana.generate import DASHBOARDS_DIR
 
@@ -306,7 +308,10 @@ def render_dashboard(
             continue
         DRAW[panel["type"]](ax, panel, results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=DPI)
+    drawn = io.BytesIO()
+    figure.savefig(drawn, dpi=DPI, format="png")
+    # 256 colours lose nothing visible on these charts and two thirds of the bytes.
+    Image.open(drawn).convert("RGB").quantize(colors=256).save(out, format="PNG", optimize=True)
     return out
 
 

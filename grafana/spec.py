@@ -12,7 +12,13 @@ from typing import Literal
 
 PanelKind = Literal["timeseries", "stat", "state", "heatmap", "bargauge", "table"]
 Mapping = Literal[
-    "up_down", "breaker_state", "pool_health", "streaming", "slot_active", "replay_paused"
+    "up_down",
+    "breaker_state",
+    "pool_health",
+    "streaming",
+    "slot_active",
+    "replay_paused",
+    "ok_failed",
 ]
 Direction = Literal["above", "below"]
 

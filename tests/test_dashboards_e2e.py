@@ -1,9 +1,9 @@
 """Every dashboard panel against live data: a real Prometheus (with the shipped rules) scrapes
 the real exporter, which probes real PostgreSQL (a primary and its streaming standby), PgBouncer,
-Redis (master, replica, Sentinel),
-an application's health endpoint and the host. Each panel query, with the dashboard's
-variables substituted, must return data; panels documented as showing data only during
-incidents are checked while the incident is provoked.
+Redis (master, replica, Sentinel, a node of a 3-master Redis Cluster), an application's health
+endpoint and the host. Each panel query, with the dashboard's variables substituted, must return
+data; panels documented as showing data only during incidents are checked while the incident is
+provoked.
 
 Set RESILIENCE_DASHBOARD_PREVIEWS=grafana/previews (`make previews`) to also write the preview
 images of grafana/README.md from this stack; otherwise they are rendered to a temp dir.
@@ -33,17 +33,18 @@ from scripts.testservers.base import ServerError, wait_until
 from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer, PostgresStandby
 from scripts.testservers.prometheus import PrometheusServer
-from scripts.testservers.redis import RedisServer, SentinelServer
+from scripts.testservers.redis import RedisCluster, RedisServer, SentinelServer
 
 JOB = "resilience-exporter"
 PG, PG_STANDBY, BOUNCER, APP = "e2e-db", "e2e-db-standby", "e2e-bouncer", "shop"
 REDIS, REPLICA, SENTINEL = "e2e-cache", "e2e-cache-replica", "e2e-sentinel"
+CLUSTER = "e2e-cluster-node"
 # Each dashboard's `target` variable: the targets it is about (a regex, as Grafana sends).
 TARGETS = {
-    "overview.json": f"{PG}|{BOUNCER}|{REDIS}|{REPLICA}|{SENTINEL}|{APP}",
+    "overview.json": f"{PG}|{BOUNCER}|{REDIS}|{REPLICA}|{SENTINEL}|{CLUSTER}|{APP}",
     "postgres.json": f"{PG}|{PG_STANDBY}",
     "pgbouncer.json": BOUNCER,
-    "redis.json": f"{REDIS}|{REPLICA}|{SENTINEL}",
+    "redis.json": f"{REDIS}|{REPLICA}|{SENTINEL}|{CLUSTER}",
     "breakers.json": f"{APP}|{PG}",
     "host.json": f"{PG}|{REDIS}",
 }
@@ -112,6 +113,7 @@ def exporter_config(
     master: RedisServer,
     replica: RedisServer,
     sentinel: SentinelServer,
+    cluster: RedisCluster,
     app: BackgroundApp,
 ) -> str:
     return f"""
@@ -142,6 +144,9 @@ targets:
   - name: {SENTINEL}
     kind: redis
     sentinel: {{hosts: ["127.0.0.1:{sentinel.port}"], service: {sentinel.service}}}
+  - name: {CLUSTER}
+    kind: redis
+    url: redis://127.0.0.1:{cluster.nodes[0].port}/0
   - name: {APP}
     kind: http
     url: {app.url}/health
@@ -157,9 +162,15 @@ def health_app(state: AppState) -> web.Application:
     return application
 
 
+# The master logs every command in its slow log and records latency spikes of a millisecond
+# or more; CacheTraffic makes one with a Lua loop.
+SLOW_MASTER = ("slowlog-log-slower-than 0", "latency-monitor-threshold 1")
+BUSY_SCRIPT = "local i = 0 while i < 3000000 do i = i + 1 end return i"
+
+
 class CacheTraffic:
     """Key lookups on the Redis master while the stack runs (hits and misses), so that the
-    keyspace hit ratio has lookups to count."""
+    keyspace hit ratio has lookups to count, and one slow script for the latency monitor."""
 
     def __init__(self, server: RedisServer) -> None:
         self._client = server.client()
@@ -168,6 +179,7 @@ class CacheTraffic:
 
     def _run(self) -> None:
         self._client.set("present", "1")
+        self._client.eval(BUSY_SCRIPT, 0)
         while not self._stop.wait(0.2):
             self._client.get("present")
             self._client.get("absent")
@@ -193,9 +205,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with (
         PostgresServer() as pg,
         PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)]) as bouncer,
-        RedisServer(maxmemory=64 * 1024 * 1024) as master,
+        RedisServer(maxmemory=64 * 1024 * 1024, extra_config=SLOW_MASTER) as master,
         RedisServer(replica_of=master) as replica,
         SentinelServer(master) as sentinel,
+        RedisCluster() as cluster,
         BackgroundApp(lambda: health_app(state)) as app,
     ):
         pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
@@ -206,7 +219,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             CacheTraffic(master),
             ExporterProcess(
                 workdir,
-                config=exporter_config(pg, standby, bouncer, master, replica, sentinel, app),
+                config=exporter_config(
+                    pg, standby, bouncer, master, replica, sentinel, cluster, app
+                ),
                 env={"PGPW": MONITOR_PASSWORD},
             ) as exporter,
             PrometheusServer(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD
+from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD, redis_acl_rights
 from exporter_process import ExporterProcess, Exposition, up_is
 
 from resilience_exporter.config import TargetConfig, embedded_default, parse
@@ -74,6 +75,16 @@ host: {{enabled: false}}
             assert m.value("resilience_redis_connected_replicas", **t) == 0
             assert not m.has("resilience_redis_replication_link_up", **t)
             assert not m.has("resilience_redis_sentinel_up", **t)
+            # Issue 16: with the documented ACL every command is answered.
+            assert m.has("resilience_redis_slowlog_length", **t)
+            assert m.value("resilience_redis_rdb_last_save_success", **t) == 1
+            assert m.value("resilience_redis_aof_enabled", **t) == 0
+            age = m.value("resilience_redis_rdb_last_save_age_seconds", **t)
+            assert age is not None
+            assert age >= 0
+            assert (m.value("resilience_redis_commands_processed_total", **t) or 0) >= 1
+            assert not m.has("resilience_redis_replication_link_down_seconds", **t)
+            assert not m.has("resilience_redis_cluster_state_ok", **t)
         assert m.value("resilience_up", target="cache", team="web") == 1
         assert m.types["resilience_redis_ping_duration_seconds"] == "histogram"
         assert m.types["resilience_redis_evicted_keys"] == "counter"
@@ -91,6 +102,17 @@ host: {{enabled: false}}
         with redis_server.client() as client:
             names = [c.get("name") for c in client.client_list()]
         assert "resilience-exporter" in names
+        assert "refused a command" not in exp.logs()
+
+
+def test_the_documented_acl_is_the_one_the_tests_use() -> None:
+    """docs/redis-pgbouncer.md and docs/security.md give the same minimal ACL, with every
+    right the probe uses; conftest's ACL user is made from the same list."""
+    rights = " ".join(redis_acl_rights())
+    for doc in ("docs/redis-pgbouncer.md", "docs/security.md"):
+        text = (Path(__file__).resolve().parent.parent / doc).read_text()
+        found = re.findall(r"ACL SETUSER monitor on >\S+ -@all ([^`\n]+)", text)
+        assert found == [rights], (doc, found)
 
 
 @pytest.fixture

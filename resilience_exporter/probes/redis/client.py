@@ -4,6 +4,7 @@ find the master. `close()` drops them all; `open()` makes new ones."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
@@ -80,6 +81,45 @@ class TimedPool(BlockingConnectionPool):
         return len(self._in_use_connections), idle
 
 
+@dataclass(frozen=True, slots=True)
+class SentinelReport:
+    """What a Sentinel said about the service besides its master's address."""
+
+    known_sentinels: int  # the answering Sentinel and the others it knows
+    known_replicas: int
+    quorum: int
+    # CKQUORUM: enough Sentinels reachable to agree on a failure and authorise a failover;
+    # None when that Sentinel refused the command.
+    quorum_reachable: bool | None
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], quorum_reachable: bool | None) -> SentinelReport:
+        def count(key: str) -> int:
+            value = state.get(key)
+            return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+        return cls(
+            known_sentinels=count("num-other-sentinels") + 1,
+            known_replicas=count("num-slaves"),
+            quorum=count("quorum"),
+            quorum_reachable=quorum_reachable,
+        )
+
+
+async def _masters_and_quorum(client: Redis, service: str) -> tuple[Any, bool | None]:
+    """SENTINEL MASTERS and SENTINEL CKQUORUM <service>, pipelined: one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.sentinel_masters()
+        pipe.execute_command("SENTINEL", "CKQUORUM", service)
+        masters, quorum = await pipe.execute(raise_on_error=False)
+    if isinstance(masters, BaseException):
+        raise masters
+    if not isinstance(quorum, BaseException):
+        return masters, True
+    # NOQUORUM is Sentinel's answer; anything else (NOPERM, an unknown service) is no answer.
+    return masters, (False if str(quorum).startswith("NOQUORUM") else None)
+
+
 class RedisClients:
     def __init__(self, target: RedisTarget, timings: PoolTimings) -> None:
         self.target = target
@@ -91,6 +131,7 @@ class RedisClients:
         # What Sentinel said last: the master's address, and whether any Sentinel answered.
         self.master: tuple[str, int] | None = None
         self.sentinel_up: bool | None = None
+        self.sentinel_report: SentinelReport | None = None
 
     def _connection_kwargs(self) -> dict[str, Any]:
         timeout = self.target.timeout_seconds
@@ -173,25 +214,32 @@ class RedisClients:
 
     async def discover_master(self) -> tuple[str, int]:
         """Ask each Sentinel in turn for the service's master (as redis-py's discover_master
-        does), remembering whether any of them answered at all; a new master gets a new pool."""
+        does) and, in the same round trip, whether quorum can be reached; remember what the
+        first one to answer said, and whether any answered at all. A new master gets a new
+        pool."""
         assert self.sentinel is not None
         config = self.target.sentinel
         assert config is not None
         failures: list[BaseException] = []
         answered = False
         found: tuple[str, int] | None = None
+        report: SentinelReport | None = None
         for client in self.sentinel.sentinels:
             try:
-                masters = await client.sentinel_masters()
+                masters, quorum = await _masters_and_quorum(client, config.service)
             except redis.exceptions.RedisError as exc:
                 failures.append(exc)
                 continue
             answered = True
             state = masters.get(config.service) if isinstance(masters, dict) else None
+            if report is None and isinstance(state, dict):
+                report = SentinelReport.from_state(state, quorum)
             if state and self.sentinel.check_master_state(state, config.service):
                 found = (str(state["ip"]), int(state["port"]))
+                report = SentinelReport.from_state(state, quorum)
                 break
         self.sentinel_up = answered
+        self.sentinel_report = report
         if found is None:
             if not answered:
                 raise failures[0]
@@ -213,6 +261,7 @@ class RedisClients:
         self.pool = self.client = None
         self.sentinel = None
         self.master = None
+        self.sentinel_report = None
         if pool is not None:
             await pool.disconnect()
         if sentinel is not None:

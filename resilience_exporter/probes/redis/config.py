@@ -24,6 +24,11 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def host_port(host: str, port: object) -> str:
+    """The address as host:port, an IPv6 host in brackets: split_host_port's inverse."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class SentinelConfig(StrictModel):
     hosts: list[str] = Field(min_length=1)
     service: str = Field(min_length=1)
@@ -65,6 +70,10 @@ class RedisTarget(TargetConfig, PasswordSource):
     tls: TLSClientConfig | None = None
     pool: RedisPoolConfig = Field(default_factory=RedisPoolConfig)
     sentinel: SentinelConfig | None = None
+    # Redis Cluster state (CLUSTER INFO): unset, asked whenever INFO says cluster_enabled;
+    # true, asked from the first probe and the target is down if the server is no cluster
+    # node; false, never asked.
+    cluster: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -88,6 +97,8 @@ class RedisTarget(TargetConfig, PasswordSource):
     def _url_or_sentinel(self) -> Self:
         if (self.url is None) == (self.sentinel is None):
             raise ValueError("give either url or sentinel")
+        if self.sentinel is not None and self.cluster:
+            raise ValueError("cluster: true needs a url: Redis Cluster does not use Sentinel")
         if self.url is not None:
             try:
                 kwargs = parse_url(self.url)

@@ -1,0 +1,642 @@
+"""Issue 16, Redis: the signals that come before an outage, each provoked on real servers
+(master and replica, Sentinels, a 3-master Redis Cluster from Debian's redis-server), read
+through the real exporter and, for the alerts, fired and resolved in a real Prometheus running
+the shipped rules."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import REDIS_ACL_PASSWORD, REDIS_DEFAULT_PASSWORD
+from exporter_process import ExporterProcess, Exposition, up_is
+from test_redis import probes_done
+
+from alerts.generate import render, write_rules
+from alerts.thresholds import load_thresholds
+from resilience_exporter.config import parse
+from resilience_exporter.probes.redis import commands
+from resilience_exporter.probes.redis.commands import EXTRAS, RefusedCommands
+from resilience_exporter.yamlfile import ConfigError
+from scripts.testservers.base import wait_until
+from scripts.testservers.prometheus import PrometheusServer
+from scripts.testservers.redis import RedisCluster, RedisServer, SentinelServer
+
+JOB = "resilience-exporter"
+PASSWORD = "Failure-Modes-Pw-41d7"
+BACKLOG = 16 * 1024  # the smallest repl-backlog-size Redis accepts
+# Let a test CONFIG SET dir (a protected setting since Redis 7) and record latency spikes.
+DEBUGGABLE = ("enable-protected-configs local", "latency-monitor-threshold 1")
+# A Lua loop the server spends tens of milliseconds in: a "command" latency spike.
+BUSY_SCRIPT = "local i = 0 while i < 3000000 do i = i + 1 end return i"
+
+
+def rules_with_short_for(workdir: Path, *alerts: str) -> list[Path]:
+    """The shipped rules, with `for: 1s` for `alerts` so that a test need not wait minutes."""
+    thresholds = load_thresholds(overrides={"alerts": {a: {"for": "1s"} for a in alerts}})
+    return write_rules(workdir / "rules", render(thresholds))
+
+
+def firing(prometheus: PrometheusServer, alert: str, **labels: str) -> bool:
+    return any(
+        a["labels"].get("alertname") == alert
+        and a["state"] == "firing"
+        and all(a["labels"].get(k) == v for k, v in labels.items())
+        for a in prometheus.alerts()
+    )
+
+
+def wait_firing(prometheus: PrometheusServer, alert: str, **labels: str) -> None:
+    wait_until(
+        lambda: firing(prometheus, alert, **labels),
+        timeout=60,
+        interval=0.5,
+        what=f"{alert} {labels} firing in Prometheus",
+    )
+
+
+def wait_resolved(prometheus: PrometheusServer, alert: str, **labels: str) -> None:
+    wait_until(
+        lambda: not firing(prometheus, alert, **labels),
+        timeout=60,
+        interval=0.5,
+        what=f"{alert} {labels} no longer firing in Prometheus",
+    )
+
+
+def redis_target(name: str, server: RedisServer, extra: str = "") -> str:
+    return f"""
+  - name: {name}
+    kind: redis
+    url: redis://127.0.0.1:{server.port}/0
+    password: ${{REDIS_PW}}{extra}"""
+
+
+def config_of(*targets: str) -> str:
+    return "defaults: {interval: 1s, timeout: 1s}\nhost: {enabled: false}\ntargets:" + "".join(
+        targets
+    )
+
+
+# --- slow log, latency monitor, activity ------------------------------------------------------
+@pytest.fixture
+def debuggable() -> Iterator[RedisServer]:
+    with RedisServer(password=PASSWORD, extra_config=DEBUGGABLE) as server:
+        yield server
+
+
+def test_slowlog_latency_activity_and_errors_without_arguments(
+    debuggable: RedisServer, workdir: Path
+) -> None:
+    secret_key = "resilience:never-exported-key-7f1c"
+    with debuggable.client() as admin:
+        admin.config_set("slowlog-log-slower-than", 0)  # every command is slow
+        admin.set(secret_key, "never-exported-value")
+        admin.eval(BUSY_SCRIPT, 0)
+        with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+            admin.lpush(secret_key, "x")
+    config = config_of(redis_target("slow", debuggable))
+    with ExporterProcess(workdir, config=config, env={"REDIS_PW": PASSWORD}) as exp:
+        m = exp.wait_for(
+            "slow log and latency series",
+            lambda e: (
+                e.has("resilience_redis_slowlog_last_duration_seconds", target="slow")
+                and e.has("resilience_redis_latency_spike_duration_seconds", target="slow")
+            ),
+            timeout=30,
+        )
+        t = {"target": "slow"}
+        assert (m.value("resilience_redis_slowlog_length", **t) or 0) >= 2
+        newest = m.value("resilience_redis_slowlog_last_duration_seconds", **t)
+        assert newest is not None
+        assert 0 <= newest < 1
+        spike = m.value("resilience_redis_latency_spike_duration_seconds", **t, event="command")
+        assert spike is not None
+        assert spike >= 0.001, "the Lua loop took at least a millisecond"
+        when = m.value("resilience_redis_latency_spike_timestamp_seconds", **t, event="command")
+        assert when is not None
+        assert abs(when - time.time()) < 120
+        assert m.label_values("resilience_redis_latency_spike_duration_seconds", "event") <= {
+            "command", "fast-command", "fork", "expire-cycle", "eviction-cycle",
+            "eviction-del", "aof-write", "aof-fsync-always", "aof-write-pending-fsync",
+            "aof-write-active-child", "aof-write-alone", "aof-fstat", "aof-rename",
+            "aof-rewrite-diff-write", "rdb-unlink-temp-file", "active-defrag-cycle",
+            "module-acquire-GIL", "while-blocked-cron", "commands",
+        }  # fmt: skip
+        assert (m.value("resilience_redis_commands_processed_total", **t) or 0) >= 3
+        assert m.types["resilience_redis_commands_processed"] == "counter"
+        assert m.has("resilience_redis_instantaneous_ops_per_second", **t)
+        assert (m.value("resilience_redis_memory_fragmentation_ratio", **t) or 0) > 0
+        assert (m.value("resilience_redis_error_replies_total", **t) or 0) >= 1
+        assert (m.value("resilience_redis_cpu_seconds_total", **t, mode="user") or 0) > 0
+        assert m.has("resilience_redis_cpu_seconds_total", **t, mode="system")
+        # The slow log holds the key and its value: neither is read out into a series.
+        assert "never-exported" not in m.text
+        assert "resilience:" not in m.text
+
+
+def test_a_refused_command_leaves_its_series_out_and_the_target_up(
+    debuggable: RedisServer, workdir: Path
+) -> None:
+    """An ACL user with only the rights of the exporter before issue 16: SLOWLOG and LATENCY
+    are refused. The target stays up with everything else, each refusal is logged once and
+    the server's ACL LOG is not flooded: the command is not sent again at every probe."""
+    with debuggable.client() as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "oldrights", "reset", "on", f">{REDIS_ACL_PASSWORD}",
+            "+ping", "+info", "+client|setname", "+hello",
+        )  # fmt: skip
+        admin.eval(BUSY_SCRIPT, 0)
+    target = f"""
+  - name: limited
+    kind: redis
+    url: redis://oldrights@127.0.0.1:{debuggable.port}/0
+    password: ${{REDIS_PW}}"""
+    env = {"REDIS_PW": REDIS_ACL_PASSWORD}
+    with ExporterProcess(workdir, config=config_of(target), env=env) as exp:
+        m = exp.wait_for("five probes", probes_done("limited", 5), timeout=30)
+        assert m.value("resilience_up", target="limited") == 1
+        assert m.has("resilience_redis_rdb_last_save_success", target="limited")
+        for left_out in (
+            "resilience_redis_slowlog_length",
+            "resilience_redis_slowlog_last_duration_seconds",
+            "resilience_redis_latency_spike_duration_seconds",
+        ):
+            assert not m.has(left_out, target="limited"), left_out
+        logs = exp.logs()
+        refusals = [line for line in logs.splitlines() if "refused a command" in line]
+        assert sorted(re.findall(r"acl=\S+", "\n".join(refusals))) == [
+            "acl=+latency|latest", "acl=+slowlog|get", "acl=+slowlog|len",
+        ], logs  # fmt: skip
+        assert REDIS_ACL_PASSWORD not in logs
+    with debuggable.client() as admin:
+        counts = {entry["object"]: entry["count"] for entry in admin.acl_log()}
+    assert counts == {"slowlog|len": 1, "slowlog|get": 1, "latency|latest": 1}, counts
+
+
+def test_a_refused_command_is_asked_again_after_the_recheck_time() -> None:
+    refused = RefusedCommands("t")
+    slowlog = EXTRAS[0]
+    assert refused.allowed(slowlog, now=0.0)
+    refused.refused(slowlog, redis.exceptions.NoPermissionError("NOPERM"), now=10.0)
+    assert not refused.allowed(slowlog, now=10.0 + commands.REFUSED_RECHECK_SECONDS - 1)
+    assert all(refused.allowed(other, now=11.0) for other in EXTRAS[1:])
+    assert refused.allowed(slowlog, now=10.0 + commands.REFUSED_RECHECK_SECONDS)
+    refused.answered(slowlog)
+    assert refused.allowed(slowlog, now=11.0)
+
+
+# --- master and replica: persistence, lag, link ------------------------------------------------
+@dataclass
+class Replicated:
+    master: RedisServer
+    replica: RedisServer
+    exporter: ExporterProcess
+    prometheus: PrometheusServer
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]:
+    workdir = tmp_path_factory.mktemp("redis-replicated")
+    rules = rules_with_short_for(
+        workdir,
+        "ResilienceRedisRdbSaveFailing",
+        "ResilienceRedisAofFailing",
+        "ResilienceRedisReplicaLagging",
+        "ResilienceRedisReplicationLinkDown",
+    )
+    with (
+        RedisServer(
+            password=PASSWORD, extra_config=[*DEBUGGABLE, f"repl-backlog-size {BACKLOG}"]
+        ) as master,
+        RedisServer(
+            password=PASSWORD, replica_of=master, extra_config=["repl-timeout 2"]
+        ) as replica,
+        ExporterProcess(
+            workdir,
+            config=config_of(redis_target("primary", master), redis_target("secondary", replica)),
+            env={"REDIS_PW": PASSWORD},
+        ) as exporter,
+        PrometheusServer(scrape={JOB: [f"127.0.0.1:{exporter.port}"]}, rule_files=rules) as prom,
+    ):
+        exporter.wait_for(
+            "the replica in sync",
+            lambda e: (
+                e.value("resilience_redis_replication_link_up", target="secondary") == 1
+                and e.has("resilience_redis_replica_state", target="primary", state="online")
+            ),
+            timeout=60,
+        )
+        yield Replicated(master, replica, exporter, prom)
+
+
+def replica_address(stack: Replicated) -> str:
+    return f"127.0.0.1:{stack.replica.port}"
+
+
+def test_replication_series_on_both_ends(replicated: Replicated) -> None:
+    m = replicated.exporter.scrape()
+    address = replica_address(replicated)
+    primary = {"target": "primary", "replica": address}
+    assert m.value("resilience_redis_replica_state", **primary, state="online") == 1
+    assert m.value("resilience_redis_replica_offset_lag_bytes", **primary) == 0
+    assert (m.value("resilience_redis_replica_ack_age_seconds", **primary) or 0) <= 2
+    assert m.value("resilience_redis_replication_backlog_bytes", target="primary") == BACKLOG
+    assert not m.has("resilience_redis_replication_link_down_seconds", target="primary")
+    secondary = {"target": "secondary"}
+    assert m.value("resilience_redis_replication_link_down_seconds", **secondary) == 0
+    assert m.value("resilience_redis_replication_sync_in_progress", **secondary) == 0
+    assert (m.value("resilience_redis_replication_last_io_seconds", **secondary) or 0) <= 2
+    assert not m.has("resilience_redis_replica_state", target="secondary")
+
+
+def bgsave_done(client: redis.Redis) -> bool:
+    return bool(client.info("persistence")["rdb_bgsave_in_progress"] == 0)
+
+
+def test_a_failed_bgsave_and_aof_rewrite_fire_and_a_good_one_resolves(
+    replicated: Replicated,
+) -> None:
+    """`CONFIG SET dir /proc` (where even root cannot create a file) and BGSAVE: the save
+    fails; BGREWRITEAOF likewise. Back to a writable dir, both succeed again."""
+    exporter, prometheus = replicated.exporter, replicated.prometheus
+    t = {"target": "primary"}
+    m = exporter.scrape()
+    assert m.value("resilience_redis_rdb_last_save_success", **t) == 1
+    assert m.value("resilience_redis_aof_last_rewrite_success", **t) == 1
+    assert m.value("resilience_redis_aof_last_write_success", **t) == 1
+    assert m.value("resilience_redis_aof_enabled", **t) == 0
+    with replicated.master.client() as admin:
+        writable = admin.config_get("dir")["dir"]
+        admin.config_set("dir", "/proc")
+        try:
+            for n in range(5):
+                admin.set(f"k{n}", "v")
+            admin.bgsave()
+            wait_until(lambda: bgsave_done(admin), timeout=20, what="BGSAVE to end")
+            with pytest.raises(redis.exceptions.ResponseError, match="AOF background rewriting"):
+                admin.bgrewriteaof()
+            m = exporter.wait_for(
+                "the failed save and rewrite",
+                lambda e: (
+                    e.value("resilience_redis_rdb_last_save_success", **t) == 0
+                    and e.value("resilience_redis_aof_last_rewrite_success", **t) == 0
+                ),
+                timeout=20,
+            )
+            assert (m.value("resilience_redis_rdb_changes_since_last_save", **t) or 0) >= 5
+            age = m.value("resilience_redis_rdb_last_save_age_seconds", **t) or 0
+            exporter.wait_for(
+                "the age of the last good save to grow",
+                lambda e: (
+                    (e.value("resilience_redis_rdb_last_save_age_seconds", **t) or 0) >= age + 2
+                ),
+                timeout=20,
+            )
+            wait_firing(prometheus, "ResilienceRedisRdbSaveFailing", **t)
+            wait_firing(prometheus, "ResilienceRedisAofFailing", **t)
+        finally:
+            admin.config_set("dir", writable)
+        admin.bgsave()
+        wait_until(lambda: bgsave_done(admin), timeout=20, what="BGSAVE to end")
+        admin.bgrewriteaof()
+    m = exporter.wait_for(
+        "a good save and rewrite",
+        lambda e: (
+            e.value("resilience_redis_rdb_last_save_success", **t) == 1
+            and e.value("resilience_redis_aof_last_rewrite_success", **t) == 1
+        ),
+        timeout=20,
+    )
+    assert m.value("resilience_redis_rdb_changes_since_last_save", **t) == 0
+    assert (m.value("resilience_redis_latest_fork_duration_seconds", **t) or 0) > 0
+    wait_resolved(prometheus, "ResilienceRedisRdbSaveFailing", **t)
+    wait_resolved(prometheus, "ResilienceRedisAofFailing", **t)
+
+
+def test_a_frozen_replica_falls_behind_and_catches_up(replicated: Replicated) -> None:
+    """SIGSTOP on the replica and writes on the master: the master sees the replica's
+    acknowledged offset stay behind by what was written (more than the backlog here)."""
+    exporter, prometheus = replicated.exporter, replicated.prometheus
+    lag = {"target": "primary", "replica": replica_address(replicated)}
+    replicated.replica.freeze()
+    try:
+        with replicated.master.client() as admin:
+            for n in range(32):
+                admin.set(f"bulk{n}", "x" * 1024)
+        m = exporter.wait_for(
+            "the replica's offset lag to pass the backlog",
+            lambda e: (e.value("resilience_redis_replica_offset_lag_bytes", **lag) or 0) > BACKLOG,
+            timeout=20,
+        )
+        assert m.value("resilience_redis_replica_state", **lag, state="online") == 1
+        exporter.wait_for(
+            "the replica's last acknowledgement to age",
+            lambda e: (e.value("resilience_redis_replica_ack_age_seconds", **lag) or 0) >= 2,
+            timeout=20,
+        )
+        wait_firing(prometheus, "ResilienceRedisReplicaLagging", **lag)
+    finally:
+        replicated.replica.thaw()
+    exporter.wait_for(
+        "the replica caught up",
+        lambda e: e.value("resilience_redis_replica_offset_lag_bytes", **lag) == 0,
+        timeout=30,
+    )
+    wait_resolved(prometheus, "ResilienceRedisReplicaLagging", **lag)
+
+
+def test_a_hung_master_ages_the_link_then_drops_it(replicated: Replicated) -> None:
+    """SIGSTOP on the master: the replica hears nothing (last I/O grows), drops the link
+    after its repl-timeout (2 s here) and counts the seconds it has been down."""
+    exporter, prometheus = replicated.exporter, replicated.prometheus
+    t = {"target": "secondary"}
+    replicated.master.freeze()
+    try:
+        exporter.wait_for(
+            "the replica's last I/O from the master to age",
+            lambda e: (e.value("resilience_redis_replication_last_io_seconds", **t) or 0) >= 2,
+            timeout=20,
+        )
+        m = exporter.wait_for(
+            "the link down",
+            lambda e: e.value("resilience_redis_replication_link_up", **t) == 0,
+            timeout=20,
+        )
+        assert not m.has("resilience_redis_replication_last_io_seconds", **t)
+        down = m.value("resilience_redis_replication_link_down_seconds", **t) or 0
+        exporter.wait_for(
+            "the link-down seconds to grow",
+            lambda e: (
+                (e.value("resilience_redis_replication_link_down_seconds", **t) or 0) >= down + 2
+            ),
+            timeout=20,
+        )
+        wait_firing(prometheus, "ResilienceRedisReplicationLinkDown", **t)
+        assert up_is(0, "primary", "timeout")(exporter.scrape())
+    finally:
+        replicated.master.thaw()
+    exporter.wait_for(
+        "the link back up",
+        lambda e: (
+            e.value("resilience_redis_replication_link_up", **t) == 1
+            and e.value("resilience_redis_replication_link_down_seconds", **t) == 0
+        ),
+        timeout=60,
+    )
+    wait_resolved(prometheus, "ResilienceRedisReplicationLinkDown", **t)
+
+
+def test_a_replica_that_never_reached_its_master_counts_from_its_start(workdir: Path) -> None:
+    """Redis says master_link_down_since_seconds:-1 until the link has been up once."""
+    with RedisServer() as nowhere:
+        port = nowhere.port
+    with RedisServer(extra_config=[f"replicaof 127.0.0.1 {port}"]) as orphan:
+        target = f"""
+  - name: orphan
+    kind: redis
+    url: redis://127.0.0.1:{orphan.port}/0"""
+        with ExporterProcess(workdir, config=config_of(target)) as exp:
+            m = exp.wait_for(
+                "the orphan's link down for two seconds",
+                lambda e: (
+                    (
+                        e.value("resilience_redis_replication_link_down_seconds", target="orphan")
+                        or 0
+                    )
+                    >= 2
+                ),
+                timeout=30,
+            )
+            assert m.value("resilience_redis_replication_link_up", target="orphan") == 0
+            with orphan.client() as client:
+                info = client.info("replication")
+            assert info["master_link_down_since_seconds"] == -1
+
+
+# --- Sentinel: quorum and a real failover ------------------------------------------------------
+@dataclass
+class Watched:
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[SentinelServer]
+
+
+@pytest.fixture
+def watched() -> Iterator[Watched]:
+    """A master, its replica and two Sentinels that must both agree (quorum 2) and call a
+    silent peer down after one second."""
+    servers: list[RedisServer | SentinelServer] = []
+    try:
+        master = RedisServer(password=PASSWORD)
+        servers.append(master)
+        master.start()
+        replica = RedisServer(password=PASSWORD, replica_of=master)
+        servers.append(replica)
+        replica.start()
+        sentinels = [SentinelServer(master, quorum=2, down_after_ms=1000) for _ in range(2)]
+        for sentinel in sentinels:
+            servers.append(sentinel)
+            sentinel.start()
+        yield Watched(master, replica, sentinels)
+    finally:
+        for server in reversed(servers):
+            server.remove()
+
+
+def sentinel_target(name: str, sentinels: list[SentinelServer]) -> str:
+    hosts = ", ".join(f'"127.0.0.1:{s.port}"' for s in sentinels)
+    return f"""
+  - name: {name}
+    kind: redis
+    sentinel: {{hosts: [{hosts}], service: {sentinels[0].service}}}
+    password: ${{REDIS_PW}}"""
+
+
+def test_sentinel_quorum_lost_fires_and_regained_resolves(watched: Watched, workdir: Path) -> None:
+    first, second = watched.sentinels
+    rules = rules_with_short_for(workdir, "ResilienceRedisSentinelNoQuorum")
+    config = config_of(sentinel_target("ha", [first]))
+    with (
+        ExporterProcess(workdir, config=config, env={"REDIS_PW": PASSWORD}) as exp,
+        PrometheusServer(scrape={JOB: [f"127.0.0.1:{exp.port}"]}, rule_files=rules) as prom,
+    ):
+        t = {"target": "ha"}
+        m = exp.wait_for(
+            "both Sentinels and the replica known, quorum reachable",
+            lambda e: (
+                e.value("resilience_redis_sentinel_known_sentinels", **t) == 2
+                and e.value("resilience_redis_sentinel_known_replicas", **t) == 1
+                and e.value("resilience_redis_sentinel_quorum_reachable", **t) == 1
+            ),
+            timeout=60,
+        )
+        assert m.value("resilience_redis_sentinel_quorum", **t) == 2
+        second.stop()
+        m = exp.wait_for(
+            "quorum unreachable",
+            lambda e: e.value("resilience_redis_sentinel_quorum_reachable", **t) == 0,
+            timeout=30,
+        )
+        # The master is still there and probed: only failing over is impossible.
+        assert m.value("resilience_up", **t) == 1
+        assert m.value("resilience_redis_sentinel_known_sentinels", **t) == 2
+        wait_firing(prom, "ResilienceRedisSentinelNoQuorum", **t)
+        second.start()
+        exp.wait_for(
+            "quorum reachable again",
+            lambda e: e.value("resilience_redis_sentinel_quorum_reachable", **t) == 1,
+            timeout=60,
+        )
+        wait_resolved(prom, "ResilienceRedisSentinelNoQuorum", **t)
+
+
+def exporter_clients(server: RedisServer) -> int:
+    with server.client() as client:
+        return sum(1 for c in client.client_list() if c.get("name") == "resilience-exporter")
+
+
+def test_sentinel_failover_is_followed_without_a_stall(watched: Watched, workdir: Path) -> None:
+    """SENTINEL FAILOVER promotes the replica: the target follows the new master, the
+    exporter's pool to the old one is dropped, /metrics answers within a short timeout all
+    the while, and probes go on without hanging (at most one may meet the old master as
+    Sentinel closes its clients' connections)."""
+    old, new = watched.master, watched.replica
+    config = config_of(sentinel_target("ha", watched.sentinels))
+    with ExporterProcess(workdir, config=config, env={"REDIS_PW": PASSWORD}) as exp:
+        t = {"target": "ha"}
+        exp.wait_for(
+            "the replica known and the old master probed",
+            lambda e: (
+                e.value("resilience_redis_sentinel_known_replicas", **t) == 1
+                and e.value(
+                    "resilience_redis_sentinel_master", **t, address=f"127.0.0.1:{old.port}"
+                )
+                == 1
+                and e.value("resilience_redis_connected_replicas", **t) == 1
+            ),
+            timeout=60,
+        )
+        assert exporter_clients(old) == 1
+        assert exporter_clients(new) == 0
+        with redis.Redis(host="127.0.0.1", port=watched.sentinels[0].port, socket_timeout=5) as s:
+            assert s.execute_command("SENTINEL", "FAILOVER", watched.sentinels[0].service)
+        probes_before = exp.scrape().value("resilience_probe_duration_seconds_count", **t) or 0
+        scrapes: list[Exposition] = []
+
+        def followed() -> bool:
+            # A scrape never waits on a target: a client timeout well under the probe's.
+            m = exp.scrape(timeout=0.9)
+            scrapes.append(m)
+            return (
+                m.value("resilience_redis_sentinel_master", **t, address=f"127.0.0.1:{new.port}")
+                == 1
+                and m.value("resilience_redis_role", **t, role="master") == 1
+                and m.value("resilience_up", **t) == 1
+            )
+
+        wait_until(followed, timeout=60, interval=0.2, what="the target to follow the new master")
+        assert not scrapes[-1].has(
+            "resilience_redis_sentinel_master", **t, address=f"127.0.0.1:{old.port}"
+        )
+        wait_until(
+            lambda: exporter_clients(new) == 1 and exporter_clients(old) == 0,
+            timeout=10, what="the exporter's pool moved to the new master",
+        )  # fmt: skip
+        after = exp.scrape()
+        # Probes went on through the failover and none hung until its timeout.
+        assert (after.value("resilience_probe_duration_seconds_count", **t) or 0) > probes_before
+        assert not after.value("resilience_probe_errors_total", **t, reason="timeout")
+        downs = [m.series("resilience_up", **t) for m in scrapes if up_is(0, "ha")(m)]
+        assert len(downs) <= 1, downs
+
+
+# --- Redis Cluster -----------------------------------------------------------------------------
+def test_redis_cluster_state_and_a_failed_master(redis_server: RedisServer, workdir: Path) -> None:
+    rules = rules_with_short_for(
+        workdir, "ResilienceRedisClusterFailing", "ResilienceRedisClusterSlotsNotOk"
+    )
+    with RedisCluster(password=PASSWORD) as cluster:
+        first, second, third = cluster.nodes
+        config = config_of(
+            redis_target("node-found", first),
+            redis_target("node-declared", second, "\n    cluster: true"),
+            redis_target("node-not-asked", third, "\n    cluster: false"),
+            f"""
+  - name: no-cluster
+    kind: redis
+    url: redis://127.0.0.1:{redis_server.port}/0
+    password: ${{DEFAULT_PW}}
+    cluster: true""",
+        )
+        env = {"REDIS_PW": PASSWORD, "DEFAULT_PW": REDIS_DEFAULT_PASSWORD}
+        with (
+            ExporterProcess(workdir, config=config, env=env) as exp,
+            PrometheusServer(scrape={JOB: [f"127.0.0.1:{exp.port}"]}, rule_files=rules) as prom,
+        ):
+            m = exp.wait_for(
+                "the cluster targets probed",
+                lambda e: (
+                    e.has("resilience_redis_cluster_state_ok", target="node-found")
+                    and e.has("resilience_redis_cluster_state_ok", target="node-declared")
+                    and up_is(1, "node-not-asked")(e)
+                    and up_is(0, "no-cluster", "other")(e)
+                ),
+                timeout=30,
+            )
+            for name in ("node-found", "node-declared"):
+                t = {"target": name}
+                assert m.value("resilience_up", **t) == 1
+                assert m.value("resilience_redis_cluster_state_ok", **t) == 1
+                for state, slots in (("assigned", 16384), ("ok", 16384), ("pfail", 0), ("fail", 0)):
+                    assert m.value("resilience_redis_cluster_slots", **t, state=state) == slots
+                assert m.value("resilience_redis_cluster_known_nodes", **t) == 3
+                assert m.value("resilience_redis_cluster_size", **t) == 3
+                assert m.value("resilience_redis_role", **t, role="master") == 1
+            assert not m.has("resilience_redis_cluster_state_ok", target="node-not-asked")
+            assert not m.has("resilience_redis_cluster_state_ok", target="no-cluster")
+            _, landing, _ = exp.get("/")
+            assert "cluster support disabled" in landing
+
+            third.stop()
+            t = {"target": "node-found"}
+            m = exp.wait_for(
+                "the stopped master's slots failed",
+                lambda e: (
+                    e.value("resilience_redis_cluster_state_ok", **t) == 0
+                    and e.value("resilience_redis_cluster_slots", **t, state="fail") == 5461
+                ),
+                timeout=30,
+            )
+            assert m.value("resilience_redis_cluster_slots", **t, state="ok") == 16384 - 5461
+            assert m.value("resilience_redis_cluster_known_nodes", **t) == 3
+            assert m.value("resilience_up", **t) == 1
+            wait_firing(prom, "ResilienceRedisClusterFailing", **t)
+            wait_firing(prom, "ResilienceRedisClusterSlotsNotOk", **t)
+
+            third.start()
+            exp.wait_for(
+                "the cluster whole again",
+                lambda e: (
+                    e.value("resilience_redis_cluster_state_ok", **t) == 1
+                    and e.value("resilience_redis_cluster_slots", **t, state="ok") == 16384
+                ),
+                timeout=60,
+            )
+            wait_resolved(prom, "ResilienceRedisClusterFailing", **t)
+            wait_resolved(prom, "ResilienceRedisClusterSlotsNotOk", **t)
+
+
+def test_cluster_true_with_sentinel_is_refused() -> None:
+    with pytest.raises(ConfigError, match="Redis Cluster does not use Sentinel"):
+        parse(
+            "targets: [{name: c, kind: redis, cluster: true,"
+            " sentinel: {hosts: ['h:26379'], service: m}}]",
+            "test.yml",
+            env={},
+        )
