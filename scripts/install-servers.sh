@@ -3,7 +3,10 @@
 # Idempotent: installs only what is missing. Nothing is started here.
 set -euo pipefail
 
-packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager openssl)
+# golang-github-prometheus-exporter-toolkit-dev: exporter-toolkit's source with its web/testdata
+# and test tables, which tests/test_web_toolkit.py runs against the exporter (no Go needed).
+packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager openssl
+  golang-github-prometheus-exporter-toolkit-dev)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
