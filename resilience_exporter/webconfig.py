@@ -476,7 +476,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class WebGuard:
     """Applies the current web config to every request: rate limit, client certificate SANs,
-    basic auth, response headers. Swapping `config` takes effect on the next request."""
+    basic auth, response headers. The health checks (`unauthenticated_paths`) skip the rate
+    limit, SAN and basic auth checks: a kubelet or load balancer has no credentials, must not
+    lose to scrapes for the rate limit, and the checks tell nothing but "alive" or "ready".
+    Swapping `config` takes effect on the next request."""
 
     def __init__(self, config: WebConfig, *, unauthenticated_paths: frozenset[str]) -> None:
         self.unauthenticated_paths = unauthenticated_paths
@@ -505,13 +508,15 @@ class WebGuard:
     async def _guard(
         self, request: web.Request, handler: Handler, config: WebConfig
     ) -> web.StreamResponse:
+        if request.path in self.unauthenticated_paths:
+            return await handler(request)
         if self._bucket is not None and not self._bucket.take():
             return web.Response(status=429, text="Too Many Requests\n")
         tls = config.tls_server_config
         allowed_sans = tls.client_allowed_sans if tls is not None else []
         if allowed_sans and not _san_allowed(_peer_sans(request), allowed_sans):
             return web.Response(status=403, text="client certificate SAN not allowed\n")
-        if config.basic_auth_users and request.path not in self.unauthenticated_paths:
+        if config.basic_auth_users:
             user = await self._auth.check(
                 request.headers.get("Authorization"), config.basic_auth_users
             )

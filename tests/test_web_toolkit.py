@@ -17,7 +17,6 @@ import base64
 import http.client
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -29,11 +28,12 @@ from pathlib import Path
 
 import pytest
 import trustme
+from exporter_process import ExporterProcess
 from toolkit_cases import DEBIAN_PACKAGE, TESTDATA, TOOLKIT_WEB, ToolkitCase, load_cases
 
 from resilience_exporter.webconfig import WebConfigError, load_web_config
 from resilience_exporter.yamlfile import ConfigError
-from scripts.testservers.base import free_port, wait_until
+from scripts.testservers.base import wait_until
 
 if not TOOLKIT_WEB.is_dir():
     pytest.fail(f"exporter-toolkit's tests are missing: `make servers` installs {DEBIAN_PACKAGE}")
@@ -168,42 +168,12 @@ def test_the_exporter_exits_2_naming_the_file_for_a_refused_one(tmp_path: Path) 
 # --- run time: the exporter serving each file, the Go test's requests ---------------------
 
 
-class Exporter:
+def start_exporter(workdir: Path, web_config: Path | None) -> ExporterProcess:
     """The real exporter with one web config, waited for by TCP connect (a client
     certificate may be needed for anything more)."""
-
-    def __init__(self, workdir: Path, web_config: Path | None) -> None:
-        self.port = free_port()
-        self.log = workdir / f"exporter-{self.port}.log"
-        argv = [sys.executable, "-m", "resilience_exporter",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                f"--config.file={workdir / 'config.yml'}"]  # fmt: skip
-        (workdir / "config.yml").write_text("host: {enabled: false}\n")
-        if web_config is not None:
-            argv.append(f"--web.config.file={web_config}")
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
-            )
-        wait_until(self._listening, timeout=30, what="the exporter to listen")
-
-    def _listening(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"exporter exited {self.proc.returncode}: {self.log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+    args = [f"--web.config.file={web_config}"] if web_config is not None else []
+    exporter = ExporterProcess(workdir, config="host: {enabled: false}\n", args=args)
+    return exporter.start(wait_healthy=False).wait_listening()
 
 
 @dataclass
@@ -288,7 +258,7 @@ def run_case(port: int, case: ToolkitCase) -> None:
 
 
 def test_the_served_certificate_verifies_against_the_ca_chain(tmp_path: Path) -> None:
-    exporter = Exporter(tmp_path, TESTDATA / "web_config_noAuth.good.yml")
+    exporter = start_exporter(tmp_path, TESTDATA / "web_config_noAuth.good.yml")
     try:
         pem = ssl.get_server_certificate(("127.0.0.1", exporter.port), timeout=10)
     finally:
@@ -317,7 +287,7 @@ RUNTIME_CONFIGS = sorted({c.config for c in RUNTIME_CASES})
 def test_runtime_cases(config: str, tmp_path: Path) -> None:
     """One exporter per file; every case of the Go tables that uses the file."""
     path = TOOLKIT_WEB / config if config else None
-    exporter = Exporter(tmp_path, path)
+    exporter = start_exporter(tmp_path, path)
     try:
         for case in (c for c in RUNTIME_CASES if c.config == config):
             try:
@@ -334,12 +304,13 @@ def test_reloading_swaps_a_blocking_config_for_a_good_one(tmp_path: Path) -> Non
     testdata = tmp_path / "testdata"
     shutil.copytree(TESTDATA, testdata)
     web = testdata / "web_config_noAuth.good.blocking.yml"
-    exporter = Exporter(tmp_path, web)
+    exporter = start_exporter(tmp_path, web)
     try:
         context = client_context(ToolkitCase("", "", "", None, use_tls_client=True))
         with pytest.raises((OSError, http.client.HTTPException)):
             request(exporter.port, context)
         web.write_text((testdata / "web_config_noAuth.good.yml").read_text())
+        assert exporter.proc is not None
         exporter.proc.send_signal(signal.SIGHUP)
 
         def admitted() -> bool:
@@ -357,13 +328,13 @@ def test_reloading_swaps_a_blocking_config_for_a_good_one(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def users_exporter(tmp_path: Path) -> Iterator[Exporter]:
-    exporter = Exporter(tmp_path, TESTDATA / "web_config_users_noTLS.good.yml")
+def users_exporter(tmp_path: Path) -> Iterator[ExporterProcess]:
+    exporter = start_exporter(tmp_path, TESTDATA / "web_config_users_noTLS.good.yml")
     yield exporter
     exporter.stop()
 
 
-def test_basic_auth_cache_under_concurrent_logins(users_exporter: Exporter) -> None:
+def test_basic_auth_cache_under_concurrent_logins(users_exporter: ExporterProcess) -> None:
     port = users_exporter.port
     assert request(port, None, auth=("alice", "alice123")).status == 200
     assert request(port, None, auth=("alice", "alice1234")).status == 401
@@ -373,7 +344,7 @@ def test_basic_auth_cache_under_concurrent_logins(users_exporter: Exporter) -> N
     assert statuses == [200, 401] * 25
 
 
-def test_unknown_user_and_cache_poisoning_are_refused(users_exporter: Exporter) -> None:
+def test_unknown_user_and_cache_poisoning_are_refused(users_exporter: ExporterProcess) -> None:
     port = users_exporter.port
     for _ in range(2):  # cold, then cached
         assert request(port, None, auth=("fakeuser", "fakepassword")).status == 401
@@ -385,7 +356,7 @@ def test_unknown_user_and_cache_poisoning_are_refused(users_exporter: Exporter) 
 
 
 def test_configured_headers_are_sent(tmp_path: Path) -> None:
-    exporter = Exporter(tmp_path, TESTDATA / "web_config_headers.good.yml")
+    exporter = start_exporter(tmp_path, TESTDATA / "web_config_headers.good.yml")
     try:
         answer = request(exporter.port, None)
     finally:
@@ -435,13 +406,13 @@ def test_inline_certificate_and_key(tmp_path: Path) -> None:
         "tls_server_config:\n  cert: |\n" + indented(TESTDATA / "server.crt")
         + "  key: |\n" + indented(TESTDATA / "server.key"),
     )  # fmt: skip
-    exporter = Exporter(tmp_path, web)
+    exporter = start_exporter(tmp_path, web)
     try:
         case = ToolkitCase("", "", "", None, use_tls_client=True)
         assert request(exporter.port, client_context(case)).status == 200
     finally:
         exporter.stop()
-    assert "PRIVATE KEY" not in exporter.log.read_text()
+    assert "PRIVATE KEY" not in exporter.logs()
 
 
 def test_require_any_client_cert_with_an_inline_key(tmp_path: Path) -> None:
@@ -452,7 +423,7 @@ def test_require_any_client_cert_with_an_inline_key(tmp_path: Path) -> None:
         + indented(TESTDATA / "server.key")
         + '  client_auth_type: "RequireAnyClientCert"\n',
     )
-    exporter = Exporter(tmp_path, web)
+    exporter = start_exporter(tmp_path, web)
     try:
         with_cert = ToolkitCase("", "", "", None, use_tls_client=True,
                                 client_certificate="client2_selfsigned")  # fmt: skip
@@ -466,7 +437,7 @@ def test_require_any_client_cert_with_an_inline_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("interval", "limited"), [("0", False), ('"1s"', True)])
 def test_rate_limit(tmp_path: Path, interval: str, limited: bool) -> None:
     web = write(tmp_path, "web.yml", f"rate_limit:\n  interval: {interval}\n  burst: 0\n")
-    exporter = Exporter(tmp_path, web)
+    exporter = start_exporter(tmp_path, web)
     try:
         statuses = [request(exporter.port, None).status for _ in range(11)]
     finally:
@@ -491,7 +462,7 @@ def test_client_allowed_sans(tmp_path: Path) -> None:
             '  client_auth_type: "RequireAndVerifyClientCert"\n'
             f'  client_ca_file: "client-ca.pem"\n  client_allowed_sans: {allowed}\n',
         )
-        exporter = Exporter(tmp_path, web)
+        exporter = start_exporter(tmp_path, web)
         try:
             context = client_context(ToolkitCase("", "", "", None, use_tls_client=True))
             context.load_cert_chain(str(tmp_path / "client.pem"))

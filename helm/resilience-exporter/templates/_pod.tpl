@@ -74,20 +74,10 @@ spec:
           containerPort: {{ .Values.exporter.port }}
           protocol: TCP
       livenessProbe:
-        httpGet:
-          path: /-/healthy
-          port: http
-          {{- if .Values.webConfig.enabled }}
-          scheme: {{ ternary "HTTPS" "HTTP" .Values.webConfig.tls }}
-          {{- end }}
+        {{- include "resilience-exporter.probeAction" (list . "/-/healthy") | nindent 8 }}
         {{- toYaml .Values.livenessProbe | nindent 8 }}
       readinessProbe:
-        httpGet:
-          path: /-/ready
-          port: http
-          {{- if .Values.webConfig.enabled }}
-          scheme: {{ ternary "HTTPS" "HTTP" .Values.webConfig.tls }}
-          {{- end }}
+        {{- include "resilience-exporter.probeAction" (list . "/-/ready") | nindent 8 }}
         {{- toYaml .Values.readinessProbe | nindent 8 }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
@@ -154,4 +144,26 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+What the kubelet does for a probe of `path`: an HTTP(S) GET without credentials (the exporter
+answers its health checks without basic auth), or a TCP connect when the web config requires a
+client certificate the kubelet cannot present.
+*/}}
+{{- define "resilience-exporter.probeAction" -}}
+{{- $ := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $web := $.Values.webConfig -}}
+{{- if and $web.enabled $web.requireClientCert -}}
+tcpSocket:
+  port: http
+{{- else -}}
+httpGet:
+  path: {{ $path }}
+  port: http
+  {{- if $web.enabled }}
+  scheme: {{ ternary "HTTPS" "HTTP" $web.tls }}
+  {{- end }}
+{{- end }}
 {{- end }}
