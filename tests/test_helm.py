@@ -449,6 +449,10 @@ def fixture_repo(tmp_path: Path) -> Path:
     for copied in (tmp_path / sync_chart_assets.CHART_FILES).glob("*/*"):
         if copied.name != ".gitkeep":
             copied.unlink()
+    # What `alerts.generate` writes for the real repository; rule files without placeholders
+    # pass through the chart's template unchanged.
+    for rules in (tmp_path / "alerts").glob("*.rules.yml"):
+        shutil.copyfile(rules, tmp_path / sync_chart_assets.CHART_FILES / "alerts" / rules.name)
     return tmp_path
 
 
@@ -465,7 +469,7 @@ def test_prometheus_rule_holds_the_rule_files_groups_verbatim(fixture_repo: Path
 def test_a_rule_group_name_used_twice_is_refused(fixture_repo: Path) -> None:
     shutil.copyfile(
         fixture_repo / "alerts" / "fixture-b.rules.yml",
-        fixture_repo / "alerts" / "fixture-c.rules.yml",
+        fixture_repo / sync_chart_assets.CHART_FILES / "alerts" / "fixture-c.rules.yml",
     )
     sync_chart_assets.sync(fixture_repo)
     with pytest.raises(helm_python.HelmRenderError, match='"fixture-pool" is in both'):
@@ -487,26 +491,26 @@ def test_dashboard_configmaps_hold_every_dashboard(fixture_repo: Path) -> None:
 
 
 def test_sync_reports_and_repairs_drift(fixture_repo: Path) -> None:
+    """The dashboards are copied; the alert rules reach the chart from their generator
+    (tests/test_chart_rules.py)."""
     copies = fixture_repo / sync_chart_assets.CHART_FILES
     assert {str(d) for d in sync_chart_assets.drift(fixture_repo)} == {
-        f"{copies.relative_to(fixture_repo)}/alerts/fixture-a.rules.yml: missing",
-        f"{copies.relative_to(fixture_repo)}/alerts/fixture-b.rules.yml: missing",
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture-overview.json: missing",
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture_pools.json: missing",
     }
     sync_chart_assets.sync(fixture_repo)
     assert sync_chart_assets.drift(fixture_repo) == []
 
-    (fixture_repo / "alerts" / "fixture-a.rules.yml").write_text("groups: []\n")
+    (fixture_repo / "grafana" / "dashboards" / "fixture-overview.json").write_text("{}\n")
     (fixture_repo / "grafana" / "dashboards" / "fixture_pools.json").unlink()
     assert sorted(str(d) for d in sync_chart_assets.drift(fixture_repo)) == [
-        f"{copies.relative_to(fixture_repo)}/alerts/fixture-a.rules.yml: differs",
+        f"{copies.relative_to(fixture_repo)}/dashboards/fixture-overview.json: differs",
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture_pools.json: stale",
     ]
     assert sync_chart_assets.main(["--check", "--root", str(fixture_repo)]) == 1
     sync_chart_assets.sync(fixture_repo)
     assert sync_chart_assets.main(["--check", "--root", str(fixture_repo)]) == 0
-    assert (copies / "alerts" / ".gitkeep").exists()
+    assert (copies / "dashboards" / ".gitkeep").exists()
 
 
 def test_the_charts_copies_of_alerts_and_dashboards_are_up_to_date() -> None:
