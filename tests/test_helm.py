@@ -315,6 +315,10 @@ def exporter_loads(objects: list[Manifest], secret_dir: Path, existing: Mapping[
     if exp.get("envFrom"):
         env.update(keys)
     mounts = {m["name"]: m["mountPath"] for m in exp["volumeMounts"]}
+    # hostPath volumes: this machine plays the node.
+    for volume in workload["spec"]["template"]["spec"]["volumes"]:
+        if "hostPath" in volume:
+            text = text.replace(mounts[volume["name"]], volume["hostPath"]["path"])
     if "secrets" in mounts:
         for key, value in keys.items():
             (secret_dir / key).write_text(value)
@@ -561,3 +565,32 @@ def test_dockerfile_matches_the_charts_defaults_and_lints_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- host metrics -----------------------------------------------------------------------------
+
+
+def test_host_metrics_node_mode_mounts_the_nodes_proc_and_root_read_only(
+    chart: helm_python.Chart,
+) -> None:
+    def rendered(mode: str) -> tuple[Manifest, Any]:
+        objects = render(chart, {"hostMetrics": {"mode": mode}})
+        config = yaml.safe_load(one(objects, "ConfigMap")["data"]["config.yml"])
+        return one(objects, "Deployment")["spec"]["template"]["spec"], config["host"]
+
+    pod, host = rendered("pod")
+    assert not [v for v in pod["volumes"] if "hostPath" in v]
+    assert "procfs" not in host
+    pod, host = rendered("node")
+    assert {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v} == {
+        "host-proc": "/proc",
+        "host-root": "/",
+    }
+    mounts = {m["name"]: m for m in container({"spec": {"template": {"spec": pod}}})[
+        "volumeMounts"]}  # fmt: skip
+    assert mounts["host-proc"]["readOnly"] is True
+    assert mounts["host-root"]["readOnly"] is True
+    assert (host["procfs"], host["rootfs"]) == (
+        mounts["host-proc"]["mountPath"],
+        mounts["host-root"]["mountPath"],
+    )

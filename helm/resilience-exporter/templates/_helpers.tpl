@@ -101,7 +101,12 @@ so rendering stops with the way to do it instead.
 {{- end }}
 {{- end }}
 {{- end }}
-{{- toYaml .Values.config }}
+{{- $config := deepCopy .Values.config }}
+{{- if eq .Values.hostMetrics.mode "node" }}
+{{- $host := merge (dict "procfs" "/host/proc" "rootfs" "/host/root") ($config.host | default dict) }}
+{{- $_ := set $config "host" $host }}
+{{- end }}
+{{- toYaml $config }}
 {{- end }}
 
 {{/*

@@ -103,6 +103,16 @@ spec:
           mountPath: /etc/resilience-exporter/web
           readOnly: true
         {{- end }}
+        {{- if eq .Values.hostMetrics.mode "node" }}
+        # The node's /proc and / for host metrics (config.host procfs and rootfs).
+        - name: host-proc
+          mountPath: /host/proc
+          readOnly: true
+        - name: host-root
+          mountPath: /host/root
+          mountPropagation: HostToContainer
+          readOnly: true
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -124,6 +134,16 @@ spec:
       secret:
         secretName: {{ required "webConfig.existingSecret is required when webConfig.enabled" .Values.webConfig.existingSecret }}
         defaultMode: 0440
+    {{- end }}
+    {{- if eq .Values.hostMetrics.mode "node" }}
+    - name: host-proc
+      hostPath:
+        path: /proc
+        type: Directory
+    - name: host-root
+      hostPath:
+        path: /
+        type: Directory
     {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
