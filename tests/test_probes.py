@@ -163,9 +163,7 @@ def test_probes_pass_in_every_web_config_mode(
     exporter = ExporterProcess(workdir, config="host: {enabled: false}\n", args=args)
     try:
         exporter.start(wait_healthy=False).wait_listening()
-        wait_until(
-            lambda: kubelet_probe(readiness, exporter.port), timeout=30, what="readiness"
-        )
+        wait_until(lambda: kubelet_probe(readiness, exporter.port), timeout=30, what="readiness")
         assert kubelet_probe(liveness, exporter.port)
         anonymous = scrape_without_credentials(exporter, tls=tls)
     finally:
