@@ -19,7 +19,7 @@ from typing import Any
 import bcrypt
 import helm_python
 import pytest
-import trustme
+from conftest import Pki
 from exporter_process import ExporterProcess
 from test_helm import CHART, KUBE_VERSION, container, one, render
 
@@ -68,17 +68,6 @@ MODES = [
 def chart() -> Iterator[helm_python.Chart]:
     with helm_python.Chart.load(CHART) as loaded:
         yield loaded
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "resilience-exporter.monitoring.svc")
-    server.cert_chain_pems[0].write_to_path(str(root / "server.crt"))
-    server.private_key_pem.write_to_path(str(root / "server.key"))
-    ca.cert_pem.write_to_path(str(root / "ca.crt"))
-    return root
 
 
 def kubelet_probe(probe: Mapping[str, Any], port: int) -> bool:
@@ -138,7 +127,7 @@ def scrape_without_credentials(exporter: ExporterProcess, *, tls: bool) -> int |
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 def test_probes_pass_in_every_web_config_mode(
-    chart: helm_python.Chart, pki: Path, workdir: Path, mode: Mode
+    chart: helm_python.Chart, pki: Pki, workdir: Path, mode: Mode
 ) -> None:
     exp = container(one(render(chart, mode.values), "Deployment"))
     liveness, readiness = exp["livenessProbe"], exp["readinessProbe"]
@@ -156,7 +145,7 @@ def test_probes_pass_in_every_web_config_mode(
     args = []
     if mode.web_config:
         hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-        web = pki / f"web-{mode.name}.yml"  # beside the certificates: relative names resolve
+        web = pki.ca_file.parent / f"web-{mode.name}.yml"  # relative names resolve beside it
         web.write_text(mode.web_config.format(user=USER, hash=hashed))
         args.append(f"--web.config.file={web}")
     tls = "tls_server_config" in mode.web_config
@@ -177,10 +166,10 @@ def test_probes_pass_in_every_web_config_mode(
 
 
 def test_an_http_probe_could_not_pass_when_a_client_certificate_is_required(
-    pki: Path, workdir: Path
+    pki: Pki, workdir: Path
 ) -> None:
     """Why the chart switches to tcpSocket: the kubelet has no certificate to present."""
-    web = pki / "web-required.yml"
+    web = pki.ca_file.parent / "web-required.yml"
     web.write_text(TLS + "  client_auth_type: RequireAnyClientCert\n")
     exporter = ExporterProcess(
         workdir, config="host: {enabled: false}\n", args=[f"--web.config.file={web}"]
