@@ -105,9 +105,22 @@ def podman_home() -> Iterator[Podman]:
     try:
         yield podman
     finally:
+        # Only what lives in this storage: `system reset` would also drop networks of the
+        # machine's podman, which are not ours.
         podman.run("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
-        podman.run("system", "reset", "--force", check=False, timeout=300)
+        podman.run("rmi", "--all", "--force", check=False, timeout=300)
+        _unmount_under(home)  # the overlay driver keeps a private mount of its directory
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _unmount_under(directory: Path) -> None:
+    mountpoints = [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(f"{directory}/")
+    ]
+    for mountpoint in sorted(mountpoints, reverse=True):
+        subprocess.run(["umount", "--lazy", mountpoint], check=False, timeout=60)
 
 
 def make_base(podman: Podman) -> None:
