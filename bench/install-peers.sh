@@ -9,25 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter)
-missing=()
-for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -ne 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  echo "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Where an init system runs, the packages start their services: stop them, we run our own.
-  for svc in "${packages[@]}"; do
-    service "$svc" stop >/dev/null 2>&1 || true
-  done
-fi
+bash scripts/install-debian-packages.sh \
+  prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter
 
 venv=.venv-peers
 if [ ! -x "$venv/bin/pgbouncer-exporter" ]; then

@@ -70,7 +70,9 @@ PROBE_RESULTS: tuple[ProbeRequestResult, ...] = get_args(ProbeRequestResult)
 # On-demand probes running at once; further /probe requests wait for a slot.
 PROBE_CONCURRENCY = 32
 
-UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})
+# Health checks answer without basic auth or an allowed SAN, so that Kubernetes probes (which
+# carry no credentials) work in every web config mode; see docs/security.md.
+UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
 
 @dataclass(frozen=True, slots=True)

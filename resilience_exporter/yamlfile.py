@@ -6,6 +6,7 @@ either is found by reading one line of output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,13 +118,16 @@ def read_text(path: Path) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_model(model: type[M], text: str, file: str) -> M:
-    """Validate a whole YAML document against `model`, with file:line:key errors."""
+def parse_model(
+    model: type[M], text: str, file: str, *, context: Mapping[str, Any] | None = None
+) -> M:
+    """Validate a whole YAML document against `model` (pydantic validators see `context`),
+    with file:line:key errors."""
     doc = YamlDocument(text, file)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.issue((), "the file must hold a mapping")])
     try:
-        result = model.model_validate(doc.data)
+        result = model.model_validate(doc.data, context=dict(context or {}))
     except ValidationError as exc:
         doc.add_validation_errors(exc, ())
     doc.raise_issues()

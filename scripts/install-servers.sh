@@ -2,30 +2,13 @@
 # Installs the real servers the tests and the demo run, from Debian's packages, and Node.js
 # for the Node.js service of tests/node_app.
 # Idempotent: installs only what is missing. Nothing is started here.
+# golang-github-prometheus-exporter-toolkit-dev: exporter-toolkit's source with its web/testdata
+# and test tables, which tests/test_web_toolkit.py runs against the exporter (no Go needed).
 set -euo pipefail
-
-packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager openssl)
-missing=()
-for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
+packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager openssl
+  golang-github-prometheus-exporter-toolkit-dev)
 # Any node and npm on PATH will do (NodeSource's nodejs bundles npm, and conflicts with
 # Debian's npm); otherwise Debian's.
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-  exit 1
-fi
-echo "installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packages' maintainer scripts may start the services where an init system runs;
-# the project starts its own instances on free ports, so stop any that came up.
-for svc in postgresql redis-server pgbouncer prometheus prometheus-alertmanager; do
-  service "$svc" stop >/dev/null 2>&1 || true
-done
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+exec bash "$(dirname "$0")/install-debian-packages.sh" "${packages[@]}"

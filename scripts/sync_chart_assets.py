@@ -1,11 +1,12 @@
-"""Copy the alert rules and dashboards into the Helm chart: `make chart-assets`.
+"""Copy the dashboards into the Helm chart: `make chart-assets`.
 
-`alerts/*.rules.yml` and `grafana/dashboards/*.json` are the single source of truth. Helm can
-only read files inside the chart directory, so the chart carries byte-for-byte copies under
+`grafana/dashboards/*.json` are the single source of truth. Helm can only read files inside the
+chart directory, so the chart carries byte-for-byte copies under
 `helm/resilience-exporter/files/`; this script makes them (and removes copies whose source is
 gone). `--check` changes nothing and exits 1 listing the drift; tests/test_helm.py runs the
-same check, so a rule or dashboard edited without `make chart-assets` fails the tests.
-`make alerts` and `make dashboards` run it after rendering.
+same check, so a dashboard edited without `make chart-assets` fails the tests. `make
+dashboards` runs it after rendering. (The alert rules reach the chart from their generator,
+`python -m alerts.generate`, in the template form the chart fills from its values.)
 
     python3 -m scripts.sync_chart_assets [--check]
 """
@@ -30,7 +31,6 @@ class AssetKind:
 
 
 ASSETS = (
-    AssetKind(source_dir=Path("alerts"), pattern="*.rules.yml", chart_dir=CHART_FILES / "alerts"),
     AssetKind(
         source_dir=Path("grafana/dashboards"),
         pattern="*.json",

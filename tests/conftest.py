@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 
 from resilience_exporter.probes.redis.commands import ACL_RIGHTS
@@ -23,6 +25,28 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- TLS: a CA, a server certificate for 127.0.0.1, a client certificate ----------------------
+@dataclass
+class Pki:
+    ca: trustme.CA
+    server_cert: Path
+    server_key: Path
+    ca_file: Path
+    client: trustme.LeafCert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(root / "server.crt"))
+    server.private_key_pem.write_to_path(str(root / "server.key"))
+    ca.cert_pem.write_to_path(str(root / "ca.crt"))
+    client = ca.issue_cert("scraper.example")
+    return Pki(ca, root / "server.crt", root / "server.key", root / "ca.crt", client)
 
 
 # --- Redis and PgBouncer (issue 4) ------------------------------------------------------------

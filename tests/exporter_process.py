@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -115,6 +116,22 @@ class ExporterProcess:
             )
         if wait_healthy:
             wait_until(self._healthy, timeout=30, what="the exporter to answer /-/healthy")
+        return self
+
+    def wait_listening(self, timeout: float = 30) -> Self:
+        """Wait for a TCP connect to succeed: when a client certificate is required, that is
+        all a client without one can check."""
+
+        def listening() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServerError(f"exporter exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(listening, timeout=timeout, what="the exporter to listen")
         return self
 
     def _healthy(self) -> bool:

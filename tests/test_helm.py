@@ -87,9 +87,12 @@ def values_id(path: Path | None) -> str:
 
 # --- validation of rendered objects ---------------------------------------------------------
 
-OPERATOR_MODELS: dict[str, type[operator.ServiceMonitor] | type[operator.PrometheusRule]] = {
+OPERATOR_MODELS: dict[
+    str, type[operator.ServiceMonitor] | type[operator.PrometheusRule] | type[operator.Probe]
+] = {
     "ServiceMonitor": operator.ServiceMonitor,
     "PrometheusRule": operator.PrometheusRule,
+    "Probe": operator.Probe,  # no CRD file in shared/crds: the model's check only
 }
 CRD_FILES = {
     "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
@@ -127,7 +130,7 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
 def validate(obj: Manifest) -> None:
     kind = obj["kind"]
     if kind in OPERATOR_MODELS:
-        if CRDS.is_dir():
+        if CRDS.is_dir() and kind in CRD_FILES:
             # Draft 7 without a check of the schema itself: the CRD's patterns are Go regexps
             # (`^(?i)...`) that Python's re would refuse as a schema, never hit by our objects.
             jsonschema.Draft7Validator(crd_schema(kind)).validate(obj)
@@ -315,6 +318,10 @@ def exporter_loads(objects: list[Manifest], secret_dir: Path, existing: Mapping[
     if exp.get("envFrom"):
         env.update(keys)
     mounts = {m["name"]: m["mountPath"] for m in exp["volumeMounts"]}
+    # hostPath volumes: this machine plays the node.
+    for volume in workload["spec"]["template"]["spec"]["volumes"]:
+        if "hostPath" in volume:
+            text = text.replace(mounts[volume["name"]], volume["hostPath"]["path"])
     if "secrets" in mounts:
         for key, value in keys.items():
             (secret_dir / key).write_text(value)
@@ -326,7 +333,7 @@ def exporter_loads(objects: list[Manifest], secret_dir: Path, existing: Mapping[
 def test_the_exporter_accepts_the_rendered_config(
     chart: helm_python.Chart, values_file: Path, tmp_path: Path
 ) -> None:
-    existing = {"ORDERS_DB_PASSWORD": "from-an-existing-secret"}
+    existing = {"ORDERS_DB_PASSWORD": "from-an-existing-secret", "FLEET_PASSWORD": "fleet-pw"}
     exporter_loads(render(chart, ci_values(values_file)), tmp_path, existing)
 
 
@@ -449,6 +456,10 @@ def fixture_repo(tmp_path: Path) -> Path:
     for copied in (tmp_path / sync_chart_assets.CHART_FILES).glob("*/*"):
         if copied.name != ".gitkeep":
             copied.unlink()
+    # What `alerts.generate` writes for the real repository; rule files without placeholders
+    # pass through the chart's template unchanged.
+    for rules in (tmp_path / "alerts").glob("*.rules.yml"):
+        shutil.copyfile(rules, tmp_path / sync_chart_assets.CHART_FILES / "alerts" / rules.name)
     return tmp_path
 
 
@@ -465,7 +476,7 @@ def test_prometheus_rule_holds_the_rule_files_groups_verbatim(fixture_repo: Path
 def test_a_rule_group_name_used_twice_is_refused(fixture_repo: Path) -> None:
     shutil.copyfile(
         fixture_repo / "alerts" / "fixture-b.rules.yml",
-        fixture_repo / "alerts" / "fixture-c.rules.yml",
+        fixture_repo / sync_chart_assets.CHART_FILES / "alerts" / "fixture-c.rules.yml",
     )
     sync_chart_assets.sync(fixture_repo)
     with pytest.raises(helm_python.HelmRenderError, match='"fixture-pool" is in both'):
@@ -487,26 +498,26 @@ def test_dashboard_configmaps_hold_every_dashboard(fixture_repo: Path) -> None:
 
 
 def test_sync_reports_and_repairs_drift(fixture_repo: Path) -> None:
+    """The dashboards are copied; the alert rules reach the chart from their generator
+    (tests/test_chart_rules.py)."""
     copies = fixture_repo / sync_chart_assets.CHART_FILES
     assert {str(d) for d in sync_chart_assets.drift(fixture_repo)} == {
-        f"{copies.relative_to(fixture_repo)}/alerts/fixture-a.rules.yml: missing",
-        f"{copies.relative_to(fixture_repo)}/alerts/fixture-b.rules.yml: missing",
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture-overview.json: missing",
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture_pools.json: missing",
     }
     sync_chart_assets.sync(fixture_repo)
     assert sync_chart_assets.drift(fixture_repo) == []
 
-    (fixture_repo / "alerts" / "fixture-a.rules.yml").write_text("groups: []\n")
+    (fixture_repo / "grafana" / "dashboards" / "fixture-overview.json").write_text("{}\n")
     (fixture_repo / "grafana" / "dashboards" / "fixture_pools.json").unlink()
     assert sorted(str(d) for d in sync_chart_assets.drift(fixture_repo)) == [
-        f"{copies.relative_to(fixture_repo)}/alerts/fixture-a.rules.yml: differs",
+        f"{copies.relative_to(fixture_repo)}/dashboards/fixture-overview.json: differs",
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture_pools.json: stale",
     ]
     assert sync_chart_assets.main(["--check", "--root", str(fixture_repo)]) == 1
     sync_chart_assets.sync(fixture_repo)
     assert sync_chart_assets.main(["--check", "--root", str(fixture_repo)]) == 0
-    assert (copies / "alerts" / ".gitkeep").exists()
+    assert (copies / "dashboards" / ".gitkeep").exists()
 
 
 def test_the_charts_copies_of_alerts_and_dashboards_are_up_to_date() -> None:
@@ -557,3 +568,32 @@ def test_dockerfile_matches_the_charts_defaults_and_lints_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- host metrics -----------------------------------------------------------------------------
+
+
+def test_host_metrics_node_mode_mounts_the_nodes_proc_and_root_read_only(
+    chart: helm_python.Chart,
+) -> None:
+    def rendered(mode: str) -> tuple[Manifest, Any]:
+        objects = render(chart, {"hostMetrics": {"mode": mode}})
+        config = yaml.safe_load(one(objects, "ConfigMap")["data"]["config.yml"])
+        return one(objects, "Deployment")["spec"]["template"]["spec"], config["host"]
+
+    pod, host = rendered("pod")
+    assert not [v for v in pod["volumes"] if "hostPath" in v]
+    assert "procfs" not in host
+    pod, host = rendered("node")
+    assert {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v} == {
+        "host-proc": "/proc",
+        "host-root": "/",
+    }
+    mounts = {m["name"]: m for m in container({"spec": {"template": {"spec": pod}}})[
+        "volumeMounts"]}  # fmt: skip
+    assert mounts["host-proc"]["readOnly"] is True
+    assert mounts["host-root"]["readOnly"] is True
+    assert (host["procfs"], host["rootfs"]) == (
+        mounts["host-proc"]["mountPath"],
+        mounts["host-root"]["mountPath"],
+    )

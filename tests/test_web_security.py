@@ -8,39 +8,17 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import pytest
-import trustme
+from conftest import Pki
 from exporter_process import ExporterProcess, Exposition, run_exporter
 
 from scripts.testservers.base import wait_until
 
 USER = "prometheus"
 PASSWORD = "Scrape-Pass-93jd"
-
-
-@dataclass
-class Pki:
-    ca: trustme.CA
-    server_cert: Path
-    server_key: Path
-    ca_file: Path
-    client: trustme.LeafCert
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    server.cert_chain_pems[0].write_to_path(str(root / "server.crt"))
-    server.private_key_pem.write_to_path(str(root / "server.key"))
-    ca.cert_pem.write_to_path(str(root / "ca.crt"))
-    client = ca.issue_cert("scraper.example")
-    return Pki(ca, root / "server.crt", root / "server.key", root / "ca.crt", client)
 
 
 def fetch(

@@ -1,7 +1,14 @@
-"""Host resources from psutil: CPU, memory, swap, filesystems, load, network, file descriptors.
+"""Host resources: CPU, memory, swap, filesystems, load, network, file descriptors.
 
 Configured by the top-level `host:` block rather than the target list. Families carry no
 `target` label: the host is the one the exporter runs on, and Prometheus' `instance` names it.
+
+CPU, memory, swap, load, boot time and file descriptors are kernel-wide, so a container sees
+its node's. Network devices and filesystems belong to a namespace: they are read from
+`<procfs>/self/` (the exporter's own namespaces), or, when `procfs` is a node's /proc mounted
+into a pod (e.g. /host/proc), from `<procfs>/1/` (the node's init process: the node's network
+namespace and mounts), the filesystems' space measured under `rootfs` (the node's / mounted
+into the pod, e.g. /host/root), as node_exporter does with --path.procfs / --path.rootfs.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -102,7 +110,7 @@ PSEUDO_FSTYPES = frozenset(
      "devpts", "mqueue", "tracefs", "debugfs", "securityfs", "fusectl", "configfs", "ramfs",
      "binfmt_misc", "pstore", "bpf", "hugetlbfs", "rpc_pipefs", "overlay-ro", "iso9660"}
 )  # fmt: skip
-FILE_NR = Path("/proc/sys/fs/file-nr")
+DEFAULT_PROCFS = Path("/proc")
 
 
 class HostConfig(TargetConfig):
@@ -112,6 +120,29 @@ class HostConfig(TargetConfig):
     # Bind mounts of single files (Docker's /etc/hosts) and system trees are not capacity.
     mountpoints_exclude: str = Field(default=r"^/(dev|proc|run|sys|etc)($|/)")
     network_devices_exclude: str = Field(default=r"^(veth|docker|br-|cali|flannel|cni)")
+    # A node's /proc and / mounted into a pod (the Helm chart's hostMetrics.mode: node).
+    procfs: Path = DEFAULT_PROCFS
+    rootfs: Path = Path("/")
+
+    @field_validator("procfs")
+    @classmethod
+    def _readable_procfs(cls, value: Path) -> Path:
+        if not (value / "stat").is_file():
+            raise ValueError(f"{value} is not a procfs: {value / 'stat'} cannot be read")
+        return value
+
+    @field_validator("rootfs")
+    @classmethod
+    def _a_directory(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @property
+    def namespace_dir(self) -> Path:
+        """Where the network devices and mounts to report are: the exporter's own, or the
+        node's init process's when procfs is a node's /proc mounted elsewhere."""
+        return self.procfs / ("self" if self.procfs == DEFAULT_PROCFS else "1")
 
     @field_validator("mountpoints_exclude", "network_devices_exclude")
     @classmethod
@@ -126,12 +157,63 @@ class HostConfig(TargetConfig):
         return f"host {os.uname().nodename}"
 
 
-def _read_file_nr() -> tuple[int, int] | None:
+def _read_file_nr(procfs: Path) -> tuple[int, int] | None:
     try:
-        allocated, _free, maximum = FILE_NR.read_text().split()
+        allocated, _free, maximum = (procfs / "sys/fs/file-nr").read_text().split()
     except (OSError, ValueError):
         return None
     return int(allocated), int(maximum)
+
+
+@dataclass(frozen=True, slots=True)
+class NetDevice:
+    name: str
+    bytes_received: int
+    errors_received: int
+    drops_received: int
+    bytes_sent: int
+    errors_sent: int
+    drops_sent: int
+
+
+def read_net_dev(path: Path) -> list[NetDevice]:
+    """/proc/<pid>/net/dev: the counters of the devices of that process's network namespace."""
+    devices = []
+    for line in path.read_text().splitlines()[2:]:
+        name, _, counters = line.partition(":")
+        fields = [int(v) for v in counters.split()]
+        # receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same
+        devices.append(NetDevice(name.strip(), fields[0], fields[2], fields[3],
+                                 fields[8], fields[10], fields[11]))  # fmt: skip
+    return devices
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    device: str
+    mountpoint: str
+    fstype: str
+
+
+def _unescape(field: str) -> str:
+    """Mount tables escape spaces, tabs, newlines and backslashes as octal (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def read_mounts(procfs: Path, namespace_dir: Path) -> list[Mount]:
+    """The mounts of `namespace_dir`'s process that are backed by a device (what psutil's
+    disk_partitions(all=False) keeps: file systems not marked nodev in /proc/filesystems)."""
+    nodev = {
+        line.split()[-1]
+        for line in (procfs / "filesystems").read_text().splitlines()
+        if line.startswith("nodev")
+    }
+    mounts = []
+    for line in (namespace_dir / "mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] not in nodev:
+            mounts.append(Mount(_unescape(fields[0]), _unescape(fields[1]), fields[2]))
+    return mounts
 
 
 class HostProbe:
@@ -139,6 +221,8 @@ class HostProbe:
         self.config = config
         self._mount_exclude = re.compile(config.mountpoints_exclude)
         self._net_exclude = re.compile(config.network_devices_exclude)
+        # psutil reads every kernel-wide number below from here (one host probe per process).
+        psutil.PROCFS_PATH = str(config.procfs)
         psutil.cpu_percent(interval=None)  # primes the "since last call" measurement
 
     async def open(self) -> None:
@@ -168,17 +252,17 @@ class HostProbe:
         out += self._filesystems()
         for window, value in zip(("1m", "5m", "15m"), os.getloadavg(), strict=True):
             out.append(sample(LOAD, value, window=window))
-        for device, counters in sorted(psutil.net_io_counters(pernic=True).items()):
-            if self._net_exclude.search(device):
+        for dev in sorted(read_net_dev(self.config.namespace_dir / "net/dev"), key=_name):
+            if self._net_exclude.search(dev.name):
                 continue
             for direction, nbytes, errors, drops in (
-                ("receive", counters.bytes_recv, counters.errin, counters.dropin),
-                ("transmit", counters.bytes_sent, counters.errout, counters.dropout),
+                ("receive", dev.bytes_received, dev.errors_received, dev.drops_received),
+                ("transmit", dev.bytes_sent, dev.errors_sent, dev.drops_sent),
             ):
-                out.append(sample(NET_BYTES, nbytes, device=device, direction=direction))
-                out.append(sample(NET_ERRORS, errors, device=device, direction=direction))
-                out.append(sample(NET_DROPS, drops, device=device, direction=direction))
-        file_nr = _read_file_nr() if sys.platform == "linux" else None
+                out.append(sample(NET_BYTES, nbytes, device=dev.name, direction=direction))
+                out.append(sample(NET_ERRORS, errors, device=dev.name, direction=direction))
+                out.append(sample(NET_DROPS, drops, device=dev.name, direction=direction))
+        file_nr = _read_file_nr(self.config.procfs) if sys.platform == "linux" else None
         if file_nr is not None:
             out.append(sample(FDS_OPEN, file_nr[0]))
             out.append(sample(FDS_MAX, file_nr[1]))
@@ -187,19 +271,20 @@ class HostProbe:
     def _filesystems(self) -> list[Sample]:
         out: list[Sample] = []
         seen: set[str] = set()
-        for part in psutil.disk_partitions(all=False):
-            if part.fstype in PSEUDO_FSTYPES or self._mount_exclude.search(part.mountpoint):
+        for mount in read_mounts(self.config.procfs, self.config.namespace_dir):
+            if mount.fstype in PSEUDO_FSTYPES or self._mount_exclude.search(mount.mountpoint):
                 continue
-            if part.mountpoint in seen:
+            if mount.mountpoint in seen:
                 continue
-            seen.add(part.mountpoint)
+            seen.add(mount.mountpoint)
             try:
-                usage = psutil.disk_usage(part.mountpoint)
+                stat = os.statvfs(self.config.rootfs / mount.mountpoint.lstrip("/"))
             except OSError:
                 continue
-            labels = {"device": part.device, "mountpoint": part.mountpoint, "fstype": part.fstype}
-            out.append(sample(FS_SIZE, usage.total, **labels))
-            out.append(sample(FS_AVAILABLE, usage.free, **labels))
+            labels = {"device": mount.device, "mountpoint": mount.mountpoint,
+                      "fstype": mount.fstype}  # fmt: skip
+            out.append(sample(FS_SIZE, stat.f_blocks * stat.f_frsize, **labels))
+            out.append(sample(FS_AVAILABLE, stat.f_bavail * stat.f_frsize, **labels))
         return out
 
     def local_samples(self) -> Sequence[Sample]:
@@ -210,6 +295,10 @@ class HostProbe:
 
     async def close(self) -> None:
         return None
+
+
+def _name(device: NetDevice) -> str:
+    return device.name
 
 
 def _create(config: HostConfig) -> HostProbe:

@@ -24,7 +24,8 @@ from scripts.testservers.base import (
 
 
 class PrometheusServer(ManagedServer):
-    """`with PrometheusServer(scrape={"resilience-exporter": ["127.0.0.1:9864"]}, ...) as prom:`"""
+    """`with PrometheusServer(scrape={"resilience-exporter": ["127.0.0.1:9864"]}, ...) as prom:`;
+    `scrape_configs` adds whole scrape configs (relabelings, params)."""
 
     remove_signal = signal.SIGTERM  # lets it flush; its files go anyway
     start_timeout = 60.0
@@ -33,6 +34,7 @@ class PrometheusServer(ManagedServer):
         self,
         *,
         scrape: dict[str, Sequence[str]],
+        scrape_configs: Sequence[dict[str, Any]] = (),
         rule_files: Sequence[Path] = (),
         alertmanagers: Sequence[str] = (),
         scrape_interval: str = "1s",
@@ -51,8 +53,11 @@ class PrometheusServer(ManagedServer):
             },
             "rule_files": [str(path) for path in rule_files],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": list(targets)}]}
-                for job, targets in scrape.items()
+                *(
+                    {"job_name": job, "static_configs": [{"targets": list(targets)}]}
+                    for job, targets in scrape.items()
+                ),
+                *scrape_configs,
             ],
         }
         if alertmanagers:

@@ -101,5 +101,101 @@ so rendering stops with the way to do it instead.
 {{- end }}
 {{- end }}
 {{- end }}
-{{- toYaml .Values.config }}
+{{- $config := deepCopy .Values.config }}
+{{- if eq .Values.hostMetrics.mode "node" }}
+{{- $host := merge (dict "procfs" "/host/proc" "rootfs" "/host/root") ($config.host | default dict) }}
+{{- $_ := set $config "host" $host }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/*
+The `job` label Prometheus gives the exporter's series through the ServiceMonitor: the value
+of the Service's `serviceMonitor.jobLabel` label, else the Service's name (what the operator
+does); prometheusRule.job wins when set (a scrape config of your own).
+*/}}
+{{- define "resilience-exporter.job" -}}
+{{- if .Values.prometheusRule.job }}
+{{- .Values.prometheusRule.job }}
+{{- else }}
+{{- $labels := include "resilience-exporter.labels" . | fromYaml }}
+{{- $_ := set $labels "app.kubernetes.io/component" "metrics" }}
+{{- $jobLabel := .Values.serviceMonitor.jobLabel }}
+{{- default (include "resilience-exporter.fullname" .) (and $jobLabel (get $labels $jobLabel)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+`${scope.key}` -> text for the alert rules: the defaults of files/alerts/thresholds.yml with
+prometheusRule.thresholds (the shape of alerts/thresholds.yml, only keys that exist),
+runbookBaseUrl and the job laid over them. Values land inside PromQL: numbers and Prometheus
+durations only, as alerts/thresholds.py checks.
+*/}}
+{{- define "resilience-exporter.ruleParameters" -}}
+{{- $pr := .Values.prometheusRule }}
+{{- $defaults := dict }}
+{{- with .Files.Get "files/alerts/thresholds.yml" }}
+{{- $defaults = fromYaml . }}
+{{- end }}
+{{- $settings := deepCopy (get $defaults "settings" | default dict) }}
+{{- $alerts := deepCopy (get $defaults "alerts" | default dict) }}
+{{- $over := $pr.thresholds | default dict }}
+{{- range $key, $value := $over.settings | default dict }}
+{{- if not (hasKey $settings $key) }}
+{{- fail (printf "prometheusRule.thresholds.settings.%s is not a known setting (known: %s)" $key (keys $settings | sortAlpha | join ", ")) }}
+{{- end }}
+{{- $_ := set $settings $key $value }}
+{{- end }}
+{{- range $name, $values := $over.alerts | default dict }}
+{{- if not (hasKey $alerts $name) }}
+{{- fail (printf "prometheusRule.thresholds.alerts.%s is not a known alert" $name) }}
+{{- end }}
+{{- $table := get $alerts $name }}
+{{- range $key, $value := $values }}
+{{- if not (hasKey $table $key) }}
+{{- fail (printf "prometheusRule.thresholds.alerts.%s.%s is not a known key (known: %s)" $name $key (keys $table | sortAlpha | join ", ")) }}
+{{- end }}
+{{- if or (kindIs "bool" $value) (and (kindIs "string" $value) (not (regexMatch "^([0-9]+(ms|s|m|h|d|w|y))+$" $value))) (and (eq $key "for") (not (kindIs "string" $value))) }}
+{{- fail (printf "prometheusRule.thresholds.alerts.%s.%s: %v is not a %s" $name $key $value (ternary "Prometheus duration" "number or Prometheus duration" (eq $key "for"))) }}
+{{- end }}
+{{- $_ := set $table $key $value }}
+{{- end }}
+{{- end }}
+{{- with $pr.runbookBaseUrl }}
+{{- $_ := set $settings "runbook_base_url" . }}
+{{- end }}
+{{- if hasKey $settings "exporter_job" }}
+{{- $_ := set $settings "exporter_job" (include "resilience-exporter.job" .) }}
+{{- end }}
+{{- $flat := dict }}
+{{- range $key, $value := $settings }}
+{{- $_ := set $flat (printf "${settings.%s}" $key) (include "resilience-exporter.ruleNumber" $value) }}
+{{- end }}
+{{- range $name, $table := $alerts }}
+{{- range $key, $value := $table }}
+{{- $_ := set $flat (printf "${%s.%s}" $name $key) (include "resilience-exporter.ruleNumber" $value) }}
+{{- end }}
+{{- end }}
+{{- toJson $flat }}
+{{- end }}
+
+{{/* A threshold as the generator writes it: 86400, not 86400.0 or 8.64e+04. */}}
+{{- define "resilience-exporter.ruleNumber" -}}
+{{- if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) }}
+{{- if eq (float64 .) (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else }}{{ . }}{{ end }}
+{{- end }}
+
+{{/* (list text parameters file): the text with every `${scope.key}` filled. */}}
+{{- define "resilience-exporter.fillRuleText" -}}
+{{- $text := index . 0 }}
+{{- if contains "${" $text }}
+{{- range $placeholder, $value := index . 1 }}
+{{- $text = replace $placeholder $value $text }}
+{{- end }}
+{{- with regexFind "\\$\\{[A-Za-z_][A-Za-z0-9_]*\\.[A-Za-z_][A-Za-z0-9_]*\\}" $text }}
+{{- fail (printf "%s: %s has no value (files/alerts/thresholds.yml is out of date: run `make alerts`)" (index $ 2) .) }}
+{{- end }}
+{{- end }}
+{{- $text }}
 {{- end }}

@@ -74,20 +74,10 @@ spec:
           containerPort: {{ .Values.exporter.port }}
           protocol: TCP
       livenessProbe:
-        httpGet:
-          path: /-/healthy
-          port: http
-          {{- if .Values.webConfig.enabled }}
-          scheme: {{ ternary "HTTPS" "HTTP" .Values.webConfig.tls }}
-          {{- end }}
+        {{- include "resilience-exporter.probeAction" (list . "/-/healthy") | nindent 8 }}
         {{- toYaml .Values.livenessProbe | nindent 8 }}
       readinessProbe:
-        httpGet:
-          path: /-/ready
-          port: http
-          {{- if .Values.webConfig.enabled }}
-          scheme: {{ ternary "HTTPS" "HTTP" .Values.webConfig.tls }}
-          {{- end }}
+        {{- include "resilience-exporter.probeAction" (list . "/-/ready") | nindent 8 }}
         {{- toYaml .Values.readinessProbe | nindent 8 }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
@@ -113,6 +103,16 @@ spec:
           mountPath: /etc/resilience-exporter/web
           readOnly: true
         {{- end }}
+        {{- if eq .Values.hostMetrics.mode "node" }}
+        # The node's /proc and / for host metrics (config.host procfs and rootfs).
+        - name: host-proc
+          mountPath: /host/proc
+          readOnly: true
+        - name: host-root
+          mountPath: /host/root
+          mountPropagation: HostToContainer
+          readOnly: true
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -135,6 +135,16 @@ spec:
         secretName: {{ required "webConfig.existingSecret is required when webConfig.enabled" .Values.webConfig.existingSecret }}
         defaultMode: 0440
     {{- end }}
+    {{- if eq .Values.hostMetrics.mode "node" }}
+    - name: host-proc
+      hostPath:
+        path: /proc
+        type: Directory
+    - name: host-root
+      hostPath:
+        path: /
+        type: Directory
+    {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -154,4 +164,26 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+What the kubelet does for a probe of `path`: an HTTP(S) GET without credentials (the exporter
+answers its health checks without basic auth), or a TCP connect when the web config requires a
+client certificate the kubelet cannot present.
+*/}}
+{{- define "resilience-exporter.probeAction" -}}
+{{- $ := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $web := $.Values.webConfig -}}
+{{- if and $web.enabled $web.requireClientCert -}}
+tcpSocket:
+  port: http
+{{- else -}}
+httpGet:
+  path: {{ $path }}
+  port: http
+  {{- if $web.enabled }}
+  scheme: {{ ternary "HTTPS" "HTTP" $web.tls }}
+  {{- end }}
+{{- end }}
 {{- end }}
