@@ -116,6 +116,7 @@ class Service:
         """The probes run while the web application does (aiohttp's `cleanup_ctx`)."""
         self.runtime.start()
         yield
+        await self.exposition.close()
         await self.runtime.stop()
 
     # --- what the exporter says about itself ---------------------------------------------

@@ -15,7 +15,7 @@ from resilience_exporter.runtime import Snapshot
 
 
 class SnapshotCollector(Collector):
-    """The exporter's status families, then every snapshot's."""
+    """Every snapshot's families, then the exporter's status families."""
 
     def __init__(
         self, snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]]
@@ -24,8 +24,8 @@ class SnapshotCollector(Collector):
         self._status = status
 
     def collect(self) -> Iterator[Metric]:
-        yield from metric_families(self._status())
         yield from metric_families(s for snap in self._snapshots() for s in snap.samples)
+        yield from metric_families(self._status())
 
 
 def build_registry(
