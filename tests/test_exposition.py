@@ -8,6 +8,7 @@ import gzip
 from collections.abc import Iterator
 
 import pytest
+from exporter_process import PROMETHEUS_ACCEPT
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from reference_exposition import build_registry
@@ -26,11 +27,6 @@ from resilience_exporter.runtime import (
 from resilience_exporter.sharding import SHARD
 
 FORMATS = [pytest.param(Format.TEXT, id="text"), pytest.param(Format.OPENMETRICS, id="om")]
-# What Prometheus sends (2.x and 3.x alike).
-PROMETHEUS_ACCEPT = (
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-)
 
 
 def snapshot(
