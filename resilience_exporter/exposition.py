@@ -33,7 +33,14 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
-from resilience_exporter.families import CATALOG, Family, HistogramValue, Sample
+from resilience_exporter.families import (
+    CATALOG,
+    Family,
+    HistogramValue,
+    Sample,
+    SampleValue,
+    SummaryValue,
+)
 from resilience_exporter.runtime import Snapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -112,10 +119,11 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
-def _add(
-    metric: Metric, fam: Family, labels: dict[str, str], value: float | HistogramValue
-) -> None:
-    if isinstance(value, HistogramValue):
+def _add(metric: Metric, fam: Family, labels: dict[str, str], value: SampleValue) -> None:
+    if isinstance(value, SummaryValue):
+        metric.add_sample(f"{fam.name}_count", labels, value.count)
+        metric.add_sample(f"{fam.name}_sum", labels, value.sum)
+    elif isinstance(value, HistogramValue):
         base = fam.name
         for bound, count in zip(value.bounds, value.cumulative_counts, strict=False):
             metric.add_sample(f"{base}_bucket", {**labels, "le": float_to_go_string(bound)}, count)

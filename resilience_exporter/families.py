@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-FamilyType = Literal["gauge", "counter", "histogram", "info"]
+FamilyType = Literal["gauge", "counter", "histogram", "summary", "info"]
 
 # Latency buckets from 0.5 ms to 10 s: probes on loopback take around a millisecond,
 # a struggling target several seconds.
@@ -88,7 +88,30 @@ class HistogramAccumulator:
         return HistogramValue(self._bounds, tuple(cumulative), self._sum)
 
 
-SampleValue = float | HistogramValue
+@dataclass(frozen=True, slots=True)
+class SummaryValue:
+    """How many observations and their sum: a mean over any range, at two series' cost."""
+
+    count: int
+    sum: float
+
+
+class SummaryAccumulator:
+    __slots__ = ("_count", "_sum")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._count += 1
+        self._sum += seconds
+
+    def value(self) -> SummaryValue:
+        return SummaryValue(self._count, self._sum)
+
+
+SampleValue = float | HistogramValue | SummaryValue
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from resilience_exporter.families import HistogramAccumulator, Sample, family, sample
+from resilience_exporter.families import (
+    HistogramAccumulator,
+    Sample,
+    SummaryAccumulator,
+    family,
+    sample,
+)
 
 _LABELS = ("pool", "source")
 
@@ -39,8 +45,9 @@ POOL_ACQUIRE = family(
 )  # fmt: skip
 POOL_CONNECT = family(
     "resilience_pool_connect_duration_seconds",
-    "Time to open a new connection to the server, for connections opened successfully.",
-    "histogram", _LABELS, group="pool",
+    "Time to open a new connection to the server, for connections opened successfully "
+    "(count and sum: rate(sum) / rate(count) is the mean).",
+    "summary", _LABELS, group="pool",
 )  # fmt: skip
 POOL_ERRORS = family(
     "resilience_pool_errors_total",
@@ -74,7 +81,7 @@ class PoolTimings:
     """Acquire and connect latencies, measured by the exporter around its own pool calls."""
 
     acquire: HistogramAccumulator = field(default_factory=HistogramAccumulator)
-    connect: HistogramAccumulator = field(default_factory=HistogramAccumulator)
+    connect: SummaryAccumulator = field(default_factory=SummaryAccumulator)
     acquire_failures: int = 0
 
     @contextmanager

@@ -12,7 +12,7 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 
 from resilience_exporter.config import parse as parse_config
-from resilience_exporter.families import HistogramValue, Sample
+from resilience_exporter.families import HistogramValue, Sample, SummaryValue
 from resilience_exporter.pools import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
 from resilience_exporter.probes.postgres import PostgresProbe, PostgresTarget
 from scripts.testservers.base import free_port
@@ -197,7 +197,7 @@ def postgres_probe(port: int) -> PostgresProbe:
 
 def histogram_count(samples: list[Sample], name: str) -> int:
     (value,) = [s.value for s in samples if s.family.name == name]
-    assert isinstance(value, HistogramValue)
+    assert isinstance(value, HistogramValue | SummaryValue)
     return value.count
 
 
