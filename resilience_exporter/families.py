@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-FamilyType = Literal["gauge", "counter", "histogram", "summary", "info"]
+FamilyType = Literal["gauge", "counter", "histogram", "summary"]
+# The exporter's own namespace, and the process families every Prometheus client exports.
+NAMESPACES = ("resilience_", "process_", "python_")
 
 # Latency buckets from 0.5 ms to 10 s: probes on loopback take around a millisecond,
 # a struggling target several seconds.
@@ -32,7 +34,7 @@ class Family:
     group: str
 
     def __post_init__(self) -> None:
-        if not self.name.startswith("resilience_"):
+        if not self.name.startswith(NAMESPACES):
             raise ValueError(f"{self.name}: every family lives in the resilience_ namespace")
         if self.type == "counter" and not self.name.endswith("_total"):
             raise ValueError(f"{self.name}: counter names end in _total")
