@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 
-from resilience_exporter.families import Family, HistogramValue, Sample, SummaryValue
+from resilience_exporter.families import (
+    CATALOG,
+    Family,
+    HistogramValue,
+    Sample,
+    SampleValue,
+    SummaryValue,
+)
 
 EOF = b"# EOF\n"
 
@@ -73,49 +80,109 @@ def _bucket_bounds(bounds: tuple[float, ...]) -> tuple[str, ...]:
     return (*(go_float(b) for b in bounds), "+Inf")
 
 
-def _sample_lines(sample: Sample, out: list[str]) -> None:
+def _label_strings(sample: Sample) -> tuple[str, ...]:
+    """The series' label sets as written: the plain one, then one per bucket (with `le`)."""
+    plain = label_string(sample.labels)
+    value = sample.value
+    if not isinstance(value, HistogramValue):
+        return (plain,)
+    labels = tuple(sample.labels)
+    return (plain, *(label_string((*labels, ("le", le))) for le in _bucket_bounds(value.bounds)))
+
+
+def _write(sample: Sample, labels: tuple[str, ...]) -> str:
     name, value = sample.family.name, sample.value
     if isinstance(value, HistogramValue):
-        labels = tuple(sample.labels)
-        bounds = _bucket_bounds(value.bounds)
         counts = (*value.cumulative_counts[: len(value.bounds)], value.count)
-        for bound, count in zip(bounds, counts, strict=True):
-            le = label_string((*labels, ("le", bound)))
-            out.append(f"{name}_bucket{le} {go_float(count)}\n")
-        plain = label_string(labels)
-        out.append(f"{name}_count{plain} {go_float(value.count)}\n")
-        out.append(f"{name}_sum{plain} {go_float(value.sum)}\n")
-    elif isinstance(value, SummaryValue):
-        plain = label_string(sample.labels)
-        out.append(f"{name}_count{plain} {go_float(value.count)}\n")
-        out.append(f"{name}_sum{plain} {go_float(value.sum)}\n")
-    else:
-        out.append(f"{name}{label_string(sample.labels)} {go_float(value)}\n")
+        lines = [
+            f"{name}_bucket{le} {go_float(count)}\n"
+            for le, count in zip(labels[1:], counts, strict=True)
+        ]
+        lines.append(f"{name}_count{labels[0]} {go_float(value.count)}\n")
+        lines.append(f"{name}_sum{labels[0]} {go_float(value.sum)}\n")
+        return "".join(lines)
+    if isinstance(value, SummaryValue):
+        return (
+            f"{name}_count{labels[0]} {go_float(value.count)}\n"
+            f"{name}_sum{labels[0]} {go_float(value.sum)}\n"
+        )
+    return f"{name}{labels[0]} {go_float(value)}\n"
 
 
-def family_lines(samples: Iterable[Sample]) -> list[tuple[Family, bytes]]:
-    """The samples' lines, family by family in name order (the same bytes in both formats)."""
-    by_family: dict[str, tuple[Family, list[str]]] = {}
-    for s in samples:
-        entry = by_family.get(s.family.name)
-        if entry is None:
-            entry = by_family[s.family.name] = (s.family, [])
-        _sample_lines(s, entry[1])
-    return [
-        (by_family[name][0], "".join(by_family[name][1]).encode()) for name in sorted(by_family)
-    ]
+ValueKey = float | str | tuple[object, ...]
 
 
-def join(fmt: Format, blocks: Sequence[tuple[Family, bytes]]) -> bytes:
-    """Families with their headers, as they come (no `# EOF`)."""
+def _value_key(value: SampleValue) -> ValueKey:
+    """What decides how a value is written, as plain numbers and tuples (the garbage collector
+    does not follow those: a writer's memory costs it nothing)."""
+    if isinstance(value, HistogramValue):
+        return (value.cumulative_counts, repr(value.sum))
+    if isinstance(value, SummaryValue):
+        return (value.count, repr(value.sum))
+    return value if value != 0 else repr(value)  # 0.0 and -0.0 are equal, not written alike
+
+
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+# A target's families as written: (family name, its sample lines), by name. The same bytes
+# serve both formats; headers are added when families are joined.
+Lines = tuple[tuple[str, bytes], ...]
+
+
+class LineWriter:
+    """Writes a target's samples again and again: a series whose value has not changed since
+    the last call is not written again, and its label sets are written once. Holds only the
+    series of the last call.
+
+    What it keeps are strings, numbers and tuples of them, each series' tuples made once: the
+    garbage collector stops following such tuples, so thousands of targets' writers add
+    nothing to its work.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[SeriesKey, tuple[ValueKey, tuple[str, ...], str]] = {}
+
+    def write(self, samples: Sequence[Sample]) -> Lines:
+        last = self._last
+        by_family: dict[str, list[str]] = {}
+        for s in samples:
+            key = (s.family.name, s.labels)
+            value_key = _value_key(s.value)
+            entry = last.get(key)
+            if entry is None:
+                labels = _label_strings(s)
+                entry = last[key] = (value_key, labels, _write(s, labels))
+            elif entry[0] != value_key:
+                # Assigning to a key that is there keeps the key object from before.
+                entry = last[key] = (value_key, entry[1], _write(s, entry[1]))
+            by_family.setdefault(s.family.name, []).append(entry[2])
+        if len(last) > len(samples):  # series gone since the last call
+            current = {(s.family.name, s.labels) for s in samples}
+            for gone in last.keys() - current:
+                del last[gone]
+        written = [(name, "".join(by_family[name]).encode()) for name in sorted(by_family)]
+        return tuple(written)
+
+
+def join(
+    fmt: Format, families: Iterable[tuple[str, Sequence[bytes]]], declared: Mapping[str, Family]
+) -> bytes:
+    """Families' headers and lines, in the order given (no `# EOF`). Each family comes with
+    the lines of every target that has it."""
     parts: list[bytes] = []
-    for fam, lines in blocks:
-        parts.append(header(fam, fmt))
-        parts.append(lines)
+    for name, lines in families:
+        parts.append(header(declared[name], fmt))
+        parts.extend(lines)
     return b"".join(parts)
 
 
-def render(fmt: Format, samples: Iterable[Sample]) -> bytes:
+def render(fmt: Format, samples: Sequence[Sample]) -> bytes:
     """A whole exposition of the samples (with OpenMetrics' `# EOF`)."""
-    body = join(fmt, family_lines(samples))
+    declared = {s.family.name: s.family for s in samples}
+    body = join(fmt, ((name, (lines,)) for name, lines in LineWriter().write(samples)), declared)
+    return body + EOF if fmt is Format.OPENMETRICS else body
+
+
+def render_lines(fmt: Format, lines: Lines) -> bytes:
+    """A whole exposition of one target's written lines (declared families only)."""
+    body = join(fmt, ((name, (text,)) for name, text in lines), CATALOG)
     return body + EOF if fmt is Format.OPENMETRICS else body

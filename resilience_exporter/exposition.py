@@ -20,8 +20,8 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from resilience_exporter.encoding import Format, family_lines, header, render
-from resilience_exporter.families import Family, Sample
+from resilience_exporter.encoding import Format, header, render
+from resilience_exporter.families import CATALOG, Sample
 from resilience_exporter.process import ProcessStats
 from resilience_exporter.runtime import Snapshot, SnapshotStore
 
@@ -79,53 +79,94 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class Build:
-    """The fleet's families in one format: the text, and the same as a raw deflate stream
-    flushed to a byte boundary but not finished, with the text's CRC-32."""
+# Targets per compressed segment of a family: small enough that a build recompresses little
+# more than what changed, large enough to compress nearly as well as the whole text.
+SEGMENT_TARGETS = 32
 
-    generation: int
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """Part of one family: its header or a run of targets' lines, written and compressed."""
+
+    members: tuple[bytes, ...]
     plain: bytes
     deflated: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    """The fleet's families in one format: the text in parts, and the same as one raw deflate
+    stream flushed to a byte boundary but not finished, with the text's CRC-32 and length."""
+
+    generation: int
+    parts: tuple[bytes, ...]
+    deflated: bytes
     crc: int
+    size: int
+    # Segments compressed by this build (the others were the last build's).
+    compressed: int
+    # CPU time the build took (not wall time: the worker shares the GIL with the probes).
+    cpu_seconds: float
 
 
 class _Builder:
-    """Writes changed snapshots and joins all of them; one build runs at a time."""
+    """Joins the snapshots' written lines family by family, in segments of a few targets each,
+    and compresses each segment on its own (concatenated, they are one valid deflate stream).
+    A segment whose bytes did not change since the last build is not compressed again.
+
+    Within a family, targets come in the order of their probing schedule: the targets probed
+    since the last build sit next to each other, so few segments change per build, however
+    many targets there are. One build runs at a time; the segments kept are the last build's.
+    """
 
     def __init__(self) -> None:
-        # target -> (the snapshot written, its lines by family)
-        self._lines: dict[str, tuple[Snapshot, list[tuple[Family, bytes]]]] = {}
-
-    @property
-    def cached_targets(self) -> int:
-        return len(self._lines)
+        self._segments: dict[Format, dict[tuple[str, int], _Segment]] = {}
 
     def build(
         self, snapshots: Sequence[Snapshot], generation: int, formats: Iterable[Format]
     ) -> dict[Format, Build]:
-        written = self._lines
-        for gone in written.keys() - {snap.target for snap in snapshots}:
-            del written[gone]
-        per_family: dict[str, tuple[Family, list[bytes]]] = {}
-        for snap in snapshots:
-            entry = written.get(snap.target)
-            if entry is None or entry[0] is not snap:
-                entry = written[snap.target] = (snap, family_lines(snap.samples))
-            for fam, lines in entry[1]:
-                per_family.setdefault(fam.name, (fam, []))[1].append(lines)
-        ordered = [per_family[name] for name in sorted(per_family)]
+        started = time.thread_time()
+        per_family: dict[str, list[bytes]] = {}
+        for snap in sorted(snapshots, key=lambda s: (s.phase, s.target)):
+            for name, lines in snap.lines:
+                per_family.setdefault(name, []).append(lines)
         builds: dict[Format, Build] = {}
         for fmt in formats:
-            parts: list[bytes] = []
-            for fam, targets_lines in ordered:
-                parts.append(header(fam, fmt))
-                parts.extend(targets_lines)
-            plain = b"".join(parts)
-            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-            deflated = compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
-            builds[fmt] = Build(generation, plain, deflated, zlib.crc32(plain))
+            previous = self._segments.get(fmt, {})
+            current: dict[tuple[str, int], _Segment] = {}
+            for name in sorted(per_family):
+                targets_lines = per_family[name]
+                current[(name, -1)] = _segment(
+                    previous.get((name, -1)), (header(CATALOG[name], fmt),)
+                )
+                for index, first in enumerate(range(0, len(targets_lines), SEGMENT_TARGETS)):
+                    members = tuple(targets_lines[first : first + SEGMENT_TARGETS])
+                    current[(name, index)] = _segment(previous.get((name, index)), members)
+            self._segments[fmt] = current
+            kept = set(map(id, previous.values()))
+            crc = 0
+            for segment in current.values():
+                crc = zlib.crc32(segment.plain, crc)
+            builds[fmt] = Build(
+                generation=generation,
+                parts=tuple(segment.plain for segment in current.values()),
+                deflated=b"".join(segment.deflated for segment in current.values()),
+                crc=crc,
+                size=sum(len(segment.plain) for segment in current.values()),
+                compressed=sum(1 for segment in current.values() if id(segment) not in kept),
+                cpu_seconds=time.thread_time() - started,
+            )
         return builds
+
+
+def _segment(previous: _Segment | None, members: tuple[bytes, ...]) -> _Segment:
+    if previous is not None and previous.members == members:
+        return previous
+    plain = b"".join(members)
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return _Segment(
+        members, plain, compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    )
 
 
 class Exposition:
@@ -147,7 +188,7 @@ class Exposition:
         self._requested_at = dict.fromkeys(Format, 0.0)
         self._building: asyncio.Future[dict[Format, Build]] | None = None
         self._background: asyncio.Task[None] | None = None
-        self.last_build_seconds = 0.0
+        self.last_build_cpu_seconds = 0.0
         self.builds = 0
 
     # --- serving ---------------------------------------------------------------------------
@@ -159,10 +200,10 @@ class Exposition:
         self._ensure_background()
         fresh = render(fmt, [*self._status(), *self._process.samples()])
         if not gzip:
-            return build.plain + fresh
+            return b"".join((*build.parts, fresh))
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         tail = compressor.compress(fresh) + compressor.flush(zlib.Z_FINISH)
-        size = (len(build.plain) + len(fresh)) & 0xFFFFFFFF
+        size = (build.size + len(fresh)) & 0xFFFFFFFF
         trailer = struct.pack("<II", zlib.crc32(fresh, build.crc), size)
         return b"".join((_GZIP_HEADER, build.deflated, tail, trailer))
 
@@ -184,6 +225,7 @@ class Exposition:
                 )
             )
         builds = await asyncio.shield(self._building)
+        self.last_build_cpu_seconds = max((b.cpu_seconds for b in builds.values()), default=0.0)
         for fmt, build in builds.items():
             latest = self._latest.get(fmt)
             if latest is None or build.generation >= latest.generation:
@@ -205,19 +247,20 @@ class Exposition:
 
     async def _rebuild_forever(self) -> None:
         """Keeps the formats scraped lately up to date, one build per interval at most; the
-        interval stretches so that building never takes more than a fifth of the time."""
+        interval stretches so that building never takes more than a fifth of a CPU."""
         while self._wanted():
-            await asyncio.sleep(max(self.min_interval, 5 * self.last_build_seconds))
-            started = time.perf_counter()
+            await asyncio.sleep(max(self.min_interval, 5 * self.last_build_cpu_seconds))
             try:
                 await self.refresh()
             except Exception:  # serving the previous build beats stopping the updates
                 log.exception("building the exposition failed")
-            self.last_build_seconds = time.perf_counter() - started
         # Nobody scrapes any more: the next scrape starts the builder again.
 
-    def cached_targets(self) -> int:
-        return self._builder.cached_targets
+    def cached_formats(self) -> set[Format]:
+        return set(self._latest)
+
+    def latest_build(self, fmt: Format) -> Build | None:
+        return self._latest.get(fmt)
 
     async def close(self) -> None:
         task, self._background = self._background, None

@@ -11,7 +11,7 @@ from aiohttp import web
 
 import resilience_exporter
 from resilience_exporter import multitarget
-from resilience_exporter.encoding import render
+from resilience_exporter.encoding import render_lines
 from resilience_exporter.exposition import accepts_gzip, negotiate
 from resilience_exporter.reasons import Failure
 from resilience_exporter.secrets import redact
@@ -53,7 +53,7 @@ async def probe(request: web.Request) -> web.Response:
         return web.Response(status=exc.status, text=f"{exc}\n")
     snapshot = await service.probe_once(target)
     fmt = negotiate(request.headers.get("Accept"))
-    body = render(fmt, snapshot.samples)
+    body = render_lines(fmt, snapshot.lines)
     return web.Response(body=body, headers={"Content-Type": fmt.content_type})
 
 

@@ -13,7 +13,6 @@ from prometheus_client.registry import Collector
 
 from resilience_exporter.client_python import metric_families
 from resilience_exporter.families import Sample
-from resilience_exporter.runtime import Snapshot
 
 
 class FamiliesCollector(Collector):
@@ -27,22 +26,23 @@ class FamiliesCollector(Collector):
 
 
 class SnapshotCollector(Collector):
-    """Every snapshot's families, then the exporter's status families."""
+    """The samples of every snapshot, then the exporter's status families."""
 
     def __init__(
-        self, snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]]
+        self, samples: Callable[[], Iterable[Sample]], status: Callable[[], Iterable[Sample]]
     ) -> None:
-        self._snapshots = snapshots
+        self._samples = samples
         self._status = status
 
     def collect(self) -> Iterator[Metric]:
-        yield from metric_families(s for snap in self._snapshots() for s in snap.samples)
+        yield from metric_families(self._samples())
         yield from metric_families(self._status())
 
 
 def build_registry(
-    snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]] = tuple
+    samples: Callable[[], Iterable[Sample]], status: Callable[[], Iterable[Sample]] = tuple
 ) -> CollectorRegistry:
+    """`samples`: what the snapshots were written from."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshots, status))
+    registry.register(SnapshotCollector(samples, status))
     return registry

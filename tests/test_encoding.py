@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from reference_exposition import FamiliesCollector
 
 from resilience_exporter.client_python import metric_families
-from resilience_exporter.encoding import Format, go_float, render
+from resilience_exporter.encoding import Format, LineWriter, go_float, render
 from resilience_exporter.families import (
     Family,
     HistogramAccumulator,
@@ -120,3 +120,31 @@ def test_help_escaping_differs_between_the_formats() -> None:
     om = render(Format.OPENMETRICS, [sample(gauge, 1.0, target="a", detail="")]).decode()
     assert '# HELP resilience_encoding_test_value A gauge whose help has a "quote"' in text
     assert r"has a \"quote\", a back\\slash and a\nnew line." in om
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rounds=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "c"]), numbers, st.floats(0, 20)),
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_line_writer_writes_what_a_fresh_one_does(
+    rounds: list[list[tuple[str, float, float]]],
+) -> None:
+    """The writer reuses lines of unchanged series: round after round, its bytes are the
+    bytes of a writer that never saw the earlier rounds."""
+    writer = LineWriter()
+    histogram = HistogramAccumulator()
+    for series in rounds:
+        samples: list[Sample] = []
+        for target, value, seconds in dict.fromkeys(series):
+            histogram.observe(seconds)
+            samples.append(sample(GAUGE, value, target=target, detail=""))
+            samples.append(sample(HISTOGRAM, histogram.value(), target=target))
+        unique = list({(s.family.name, s.labels): s for s in samples}.values())
+        assert writer.write(unique) == LineWriter().write(unique)

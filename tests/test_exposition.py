@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from reference_exposition import build_registry
 
-from resilience_exporter.encoding import Format
-from resilience_exporter.exposition import Exposition, accepts_gzip, negotiate
+from resilience_exporter.encoding import Format, LineWriter
+from resilience_exporter.exposition import SEGMENT_TARGETS, Exposition, accepts_gzip, negotiate
 from resilience_exporter.families import HistogramAccumulator, Sample, sample, with_constant_labels
 from resilience_exporter.reasons import Failure
 from resilience_exporter.runtime import (
@@ -30,6 +30,16 @@ from resilience_exporter.sharding import SHARD
 FORMATS = [pytest.param(Format.TEXT, id="text"), pytest.param(Format.OPENMETRICS, id="om")]
 
 
+# target -> the samples its latest snapshot was written from: what the reference renders.
+WRITTEN: dict[str, list[Sample]] = {}
+
+
+def written(store: SnapshotStore) -> list[Sample]:
+    """In the exposition's order: targets by their place in the probing schedule, then name."""
+    snapshots = sorted(store.latest(), key=lambda snap: (snap.phase, snap.target))
+    return [s for snap in snapshots for s in WRITTEN[snap.target]]
+
+
 def snapshot(
     target: str, *, up: bool, probes: int, labels: dict[str, str] | None = None
 ) -> Snapshot:
@@ -43,6 +53,7 @@ def snapshot(
         sample(PROBE_ERRORS, 0.0 if up else 1.0, target=target, kind="postgres", reason="refused"),
         sample(LAST_SUCCESS, 1_700_000_000.0 + probes, target=target, kind="postgres"),
     ]
+    WRITTEN[target] = with_constant_labels(samples, labels or {})
     return Snapshot(
         target=target,
         kind="postgres",
@@ -50,7 +61,7 @@ def snapshot(
         up=up,
         failure=None if up else Failure("refused", "connection refused"),
         finished_at=1_700_000_000.0,
-        samples=tuple(with_constant_labels(samples, labels or {})),
+        lines=LineWriter().write(WRITTEN[target]),
     )
 
 
@@ -104,7 +115,7 @@ async def test_cached_exposition_is_what_rendering_from_scratch_gives(
     store: SnapshotStore, fmt: Format
 ) -> None:
     exposition = Exposition(store, status)
-    reference = CLIENT_PYTHON[fmt](build_registry(store.latest, status))
+    reference = CLIENT_PYTHON[fmt](build_registry(lambda: written(store), status))
     assert without_process(await served(exposition, fmt)) == without_process(reference)
     # served again from the cache: still the same
     assert without_process(await served(exposition, fmt)) == without_process(reference)
@@ -123,7 +134,7 @@ async def test_cached_exposition_changes_with_the_snapshots(
     after = await rebuilt(exposition, fmt)
     assert 'resilience_up{kind="postgres",target="users-db"} 1.0' in after.decode()
     assert 'resilience_up{kind="postgres",reason="refused",target="users-db"}' not in after.decode()
-    reference = CLIENT_PYTHON[fmt](build_registry(store.latest, status))
+    reference = CLIENT_PYTHON[fmt](build_registry(lambda: written(store), status))
     assert without_process(after) == without_process(reference)
 
     store.put(snapshot("cache-db", up=True, probes=1))
@@ -131,7 +142,7 @@ async def test_cached_exposition_changes_with_the_snapshots(
     latest = await rebuilt(exposition, fmt)
     assert b'target="cache-db"' in latest
     assert b'target="orders-db"' not in latest
-    reference = CLIENT_PYTHON[fmt](build_registry(store.latest, status))
+    reference = CLIENT_PYTHON[fmt](build_registry(lambda: written(store), status))
     assert without_process(latest) == without_process(reference)
     await exposition.close()
 
@@ -244,8 +255,9 @@ def test_gzip_negotiation(accept_encoding: str | None, expected: bool) -> None:
     assert accepts_gzip(accept_encoding) is expected
 
 
-async def test_caches_are_bounded_by_targets_and_formats(store: SnapshotStore) -> None:
-    """Request headers vary (Prometheus versions, escaping schemes): the cache does not."""
+async def test_the_cache_is_bounded_by_the_formats(store: SnapshotStore) -> None:
+    """Request headers vary (Prometheus versions, escaping schemes): the cache does not. (The
+    exposition holds no state per target: snapshots come written.)"""
     exposition = Exposition(store, status, min_interval=0.01)
     accepts = [
         PROMETHEUS_ACCEPT,
@@ -255,8 +267,30 @@ async def test_caches_are_bounded_by_targets_and_formats(store: SnapshotStore) -
     for accept in accepts:
         await exposition.body(negotiate(accept), gzip=True)
         await exposition.body(negotiate(accept), gzip=False)
-    assert exposition.cached_targets() == 2
-    store.drop("users-db")
+    assert exposition.cached_formats() == set(Format)
+    await exposition.close()
+
+
+async def test_a_build_compresses_only_the_segments_that_changed() -> None:
+    """With the fleet in probing order, the targets probed since the last build share
+    segments: the others are reused as they were compressed."""
+    store = SnapshotStore()
+    targets = [f"db-{i:03d}" for i in range(4 * SEGMENT_TARGETS)]
+    for name in targets:
+        store.put(snapshot(name, up=True, probes=1))
+    exposition = Exposition(store, status, min_interval=3600)
+    await exposition.body(Format.OPENMETRICS, gzip=True)
+    first = exposition.latest_build(Format.OPENMETRICS)
+    assert first is not None
+    families = 4  # probe duration, up, errors, last success
+    assert first.compressed == families * (1 + 4)  # a header and four runs of targets each
+
+    store.put(snapshot(targets[5], up=True, probes=2))  # new duration, last success
     await exposition.refresh()
-    assert exposition.cached_targets() == 1
+    second = exposition.latest_build(Format.OPENMETRICS)
+    assert second is not None
+    assert second.compressed == 2, "only the changed target's run, in the two families that moved"
+    reference = CLIENT_PYTHON[Format.OPENMETRICS](build_registry(lambda: written(store), status))
+    served = gzip.decompress(await exposition.body(Format.OPENMETRICS, gzip=True))
+    assert without_process(served) == without_process(reference)
     await exposition.close()
