@@ -289,6 +289,10 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
                 everyone, scrapes=options.scrapes, rate=options.rate
             )
             loaded = meter.stop()
+            # The extra column: the same scrapes in plain text without gzip, a fifth as many.
+            harness.scrape_all(
+                everyone, scrapes=max(1, options.scrapes // 5), rate=options.rate, plain=True
+            )
 
             steady_latencies = {m.name: list(m.latencies) for m in everyone}
             meter.start()
@@ -318,6 +322,8 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
             "rss_bytes": steady[m.name].rss_bytes,
             "series": harness.series_count(m.last_body),
             "bytes_per_scrape": len(m.last_body),
+            "wire_bytes_per_scrape": m.last_wire_bytes,
+            "plain_p50_ms": harness.percentile(m.plain_latencies, 0.5) * 1000,
         }
     return {
         "mode": "compare",
@@ -336,7 +342,7 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
 
 RATIO_KEYS = (
     "p50_ms", "p99_ms", "cpu_seconds_per_minute_loaded", "cpu_seconds_per_minute_steady",
-    "rss_bytes", "series", "bytes_per_scrape",
+    "rss_bytes", "series", "bytes_per_scrape", "plain_p50_ms",
 )  # fmt: skip
 
 

@@ -183,7 +183,7 @@ KEYWORDS = r"lock|wait|block|xid|frozen|wraparound|receiver|pause|slot|lag|repli
 
 
 def families(measured: harness.Measured) -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = measured.scrape()[1].decode()
+    text = measured.scrape(plain=True)[1].decode()  # which series exist: the text parser reads it
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:

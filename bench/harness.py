@@ -4,6 +4,7 @@ from /proc, scrapes at a fixed rate, and the statistics of what was measured."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import importlib.util
 import os
@@ -23,6 +24,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REPO = Path(__file__).resolve().parent.parent
 PEERS_VENV = REPO / ".venv-peers"
+
+
+# What Prometheus (2.x and 3.x) sends with every scrape: every number is taken with these.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+# The extra column: plain text, no compression (what `curl` asks for).
+PLAIN_HEADERS = {"Accept": "text/plain;version=0.0.4"}
 
 
 class BenchError(RuntimeError):
@@ -74,27 +85,35 @@ class Measured:
     process: ServerProcess
     note: str = ""
     latencies: list[float] = field(default_factory=list)
+    plain_latencies: list[float] = field(default_factory=list)
     last_body: bytes = b""
+    last_wire_bytes: int = 0
     errors: int = 0
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def scrape(self, path: str = "/metrics", timeout: float = 30.0) -> tuple[float, bytes]:
-        """One scrape on a fresh connection, as plain text without compression."""
+    def scrape(
+        self, path: str = "/metrics", timeout: float = 30.0, *, plain: bool = False
+    ) -> tuple[float, bytes]:
+        """One scrape on a fresh connection with Prometheus' headers (or `plain` text without
+        compression): the seconds until the whole answer was read, and the answer, unpacked.
+        Unpacking is not timed: Prometheus does it on its side."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             start = time.perf_counter()
-            conn.request("GET", path, headers={"Accept": "text/plain;version=0.0.4"})
+            conn.request("GET", path, headers=PLAIN_HEADERS if plain else PROMETHEUS_HEADERS)
             response = conn.getresponse()
-            body = response.read()
+            wire = response.read()
             elapsed = time.perf_counter() - start
         finally:
             conn.close()
         if response.status != 200:
-            raise BenchError(f"{self.name}: {path} answered {response.status}: {body[:200]!r}")
-        return elapsed, body
+            raise BenchError(f"{self.name}: {path} answered {response.status}: {wire[:200]!r}")
+        self.last_wire_bytes = len(wire)
+        gzipped = response.getheader("Content-Encoding") == "gzip"
+        return elapsed, gzip.decompress(wire) if gzipped else wire
 
     def answering(self) -> bool:
         if not self.process.running():
@@ -133,15 +152,21 @@ def start_process(
     return measured
 
 
-def ours(workdir: Path, config: str, env: Mapping[str, str]) -> Measured:
+def ours(
+    workdir: Path,
+    config: str,
+    env: Mapping[str, str],
+    *,
+    args: Sequence[str] = (),
+    name: str = "resilience-exporter",
+) -> Measured:
     port = free_port()
     config_path = workdir / "resilience-exporter.yml"
     config_path.write_text(config)
     argv = [sys.executable, "-m", "resilience_exporter", f"--web.listen-address=127.0.0.1:{port}",
-            f"--config.file={config_path}", "--log.level=warn"]  # fmt: skip
+            f"--config.file={config_path}", "--log.level=warn", *args]  # fmt: skip
     env = {**env, "PYTHONPATH": str(REPO)}
-    return start_process("resilience-exporter", argv, replaces="all", port=port,
-                         workdir=workdir, env=env)  # fmt: skip
+    return start_process(name, argv, replaces="all", port=port, workdir=workdir, env=env)
 
 
 def wait_ready(exporter: Measured, timeout: float) -> float:
@@ -165,10 +190,13 @@ def binary(name: str, package: str) -> str:
     return found
 
 
-def scrape_all(processes: Sequence[Measured], *, scrapes: int, rate: float) -> float:
-    """Scrape every process `scrapes` times at `rate` rounds per second; returns the elapsed
-    seconds. Within a round the scrapes run one after the other, in an order that rotates,
-    so that no exporter's latency includes another one's scrape."""
+def scrape_all(
+    processes: Sequence[Measured], *, scrapes: int, rate: float, plain: bool = False
+) -> float:
+    """Scrape every process `scrapes` times at `rate` rounds per second, with Prometheus'
+    headers (or `plain`); returns the elapsed seconds. Within a round the scrapes run one
+    after the other, in an order that rotates, so that no exporter's latency includes another
+    one's scrape."""
     start = time.monotonic()
     for i in range(scrapes):
         delay = start + i / rate - time.monotonic()
@@ -177,12 +205,13 @@ def scrape_all(processes: Sequence[Measured], *, scrapes: int, rate: float) -> f
         shift = i % len(processes)
         for measured in [*processes[shift:], *processes[:shift]]:
             try:
-                elapsed, body = measured.scrape()
+                elapsed, body = measured.scrape(plain=plain)
             except (OSError, BenchError, http.client.HTTPException):
                 measured.errors += 1
                 continue
-            measured.latencies.append(elapsed)
-            measured.last_body = body
+            (measured.plain_latencies if plain else measured.latencies).append(elapsed)
+            if not plain:
+                measured.last_body = body
     return time.monotonic() - start
 
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import compare, report, scale
+from bench import compare, fleet, report, scale
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,6 +23,11 @@ RESULTS = REPO / "bench" / "results"
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 -m bench.run", description=__doc__)
     p.add_argument("--scale", action="store_true", help="scale mode instead of the comparison")
+    p.add_argument("--fleet", action="store_true",
+                   help="fleet mode: --fleet-targets scraped by a real Prometheus")  # fmt: skip
+    p.add_argument("--fleet-targets", type=int, default=2000)
+    p.add_argument("--shards", type=int, default=1, help="fleet mode: exporter processes")
+    p.add_argument("--minutes", type=float, default=5.0, help="fleet mode: measured minutes")
     p.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     p.add_argument("--scrapes", type=int, default=300, help="scrapes of each exporter")
     p.add_argument("--rate", type=float, default=5.0, help="scrapes per second per exporter")
@@ -46,7 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="resilience-bench-") as tmp:
         workdir = Path(tmp)
-        if args.scale:
+        if args.fleet:
+            fleet_options = fleet.Options(
+                targets=args.fleet_targets,
+                postgres_targets=max(1, args.fleet_targets // 20),
+                shards=args.shards,
+                interval=args.interval or 15.0,
+                minutes=args.minutes,
+                pin=not args.no_pin,
+            )
+            result = fleet.run(fleet_options, workdir)
+            stem = f"fleet-{args.fleet_targets}" + (f"x{args.shards}" if args.shards > 1 else "")
+            markdown = report.fleet_markdown(result, command, image=f"{stem}.png")
+            report.write(result, markdown, args.out, stem)
+            fleet.plot(result, args.out / f"{stem}.png")
+        elif args.scale:
             options = scale.Options(
                 targets=tuple(int(n) for n in args.targets.split(",")),
                 interval=args.interval or 15.0,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from psycopg import sql
 
 from bench import harness
@@ -51,12 +51,13 @@ def _pinning(options: Options) -> bool:
 
 
 def _schedule(body: bytes) -> dict[str, Any]:
-    """Per target: probes counted, failures, staleness of the last success."""
+    """Per target (from an OpenMetrics scrape): probes counted, failures, staleness of the
+    last success."""
     now = time.time()
     counts: dict[str, float] = {}
     staleness: dict[str, float] = {}
     up: dict[str, float] = {}
-    for fam in text_string_to_metric_families(body.decode()):
+    for fam in text_string_to_metric_families(body.decode()):  # type: ignore[no-untyped-call]
         for s in fam.samples:
             if s.labels.get("kind") != "postgres" or "target" not in s.labels:
                 continue

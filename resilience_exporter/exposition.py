@@ -1,160 +1,269 @@
-"""From samples to what /metrics and /probe serve.
+"""What /metrics serves.
 
-Every family the exporter exports, the probes' and its own status alike, is a `Sample` of a
-declared `Family`; `metric_families` turns samples into client_python families (sorted by
-name, so the order never depends on which module was imported first), and `Exposition`
-serves the latest snapshots plus the status as a cached exposition.
+A scrape never renders or compresses the fleet. A builder, in a worker thread, writes each
+changed snapshot's sample lines once (the same bytes serve both formats), joins the families
+of all targets and compresses the result, at most once per `min_interval` (longer when a build
+takes long), and only for the formats scraped lately. A scrape appends the few families that
+change on their own (the exporter's status and process) to the last build; for gzip, the
+build's deflate stream is kept open (flushed to a byte boundary), so the scrape compresses only
+its own small part and closes the stream, and the CRC continues from the build's. Caches are
+bounded by the number of targets and the two formats, whatever the requests ask for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import logging
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client import utils as prometheus_utils
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
-
-from resilience_exporter.families import CATALOG, Family, HistogramValue, Sample
+from resilience_exporter.encoding import Format, header, render
+from resilience_exporter.families import CATALOG, Sample
+from resilience_exporter.process import ProcessStats
 from resilience_exporter.runtime import Snapshot, SnapshotStore
 
-# client_python's own spelling of `le` values, so buckets read as they do everywhere else.
-float_to_go_string = cast(Callable[[float], str], prometheus_utils.floatToGoString)
+log = logging.getLogger(__name__)
 
-Encoder = Callable[[CollectorRegistry], bytes]
-_EOF = b"# EOF\n"
-
-
-def _add(
-    metric: Metric, fam: Family, labels: dict[str, str], value: float | HistogramValue
-) -> None:
-    if isinstance(value, HistogramValue):
-        base = fam.name
-        for bound, count in zip(value.bounds, value.cumulative_counts, strict=False):
-            metric.add_sample(f"{base}_bucket", {**labels, "le": float_to_go_string(bound)}, count)
-        metric.add_sample(f"{base}_bucket", {**labels, "le": "+Inf"}, value.count)
-        metric.add_sample(f"{base}_count", labels, value.count)
-        metric.add_sample(f"{base}_sum", labels, value.sum)
-    else:
-        metric.add_sample(fam.name, labels, value)
+# Fast compression: at a few MB per build it is several times cheaper than zlib's default
+# level, for a body still about 15 times smaller than the text.
+GZIP_LEVEL = 1
+# The gzip header for a deflate stream without a file name or time stamp (RFC 1952).
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+# A format nobody scraped for this long is no longer built in the background.
+_WANTED_SECONDS = 300.0
 
 
-def metric_families(samples: Iterable[Sample]) -> list[Metric]:
-    """client_python families for the samples, sorted by family name; empty label values
-    are left out, as Prometheus does."""
-    metrics: dict[str, Metric] = {}
-    for s in samples:
-        fam = s.family
-        metric = metrics.get(fam.name)
-        if metric is None:
-            # client_python wants a counter family's name without its _total suffix.
-            base = fam.name.removesuffix("_total") if fam.type == "counter" else fam.name
-            metric = metrics[fam.name] = Metric(base, fam.help, fam.type)
-        labels = {k: v for k, v in s.labels if v != ""}
-        _add(metric, fam, labels, s.value)
-    return [metrics[name] for name in sorted(metrics)]
+def _params(entry: str) -> tuple[str, dict[str, str]]:
+    media_type, *params = (part.strip() for part in entry.split(";"))
+    pairs = (param.partition("=") for param in params)
+    return media_type.lower(), {key.strip().lower(): value.strip() for key, _, value in pairs}
 
 
-class FamiliesCollector(Collector):
-    """Families already built, e.g. for one /probe answer."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return iter(self._families)
+def _q(params: dict[str, str]) -> float:
+    try:
+        return float(params.get("q", "1"))
+    except ValueError:
+        return 0.0
 
 
-def render_samples(encoder: Encoder, samples: Iterable[Sample]) -> bytes:
-    """A whole exposition of the samples, in the encoder's format."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FamiliesCollector(metric_families(samples)))
-    return encoder(registry)
+def _at_least_1_0_0(version: str) -> bool:
+    try:
+        return tuple(int(part) for part in version.split(".")) >= (1, 0, 0)
+    except ValueError:
+        return False
 
 
-def _part(encoder: Encoder, samples: Iterable[Sample]) -> bytes:
-    """The samples' families, to be joined with others (without OpenMetrics' `# EOF`)."""
-    return render_samples(encoder, samples).removesuffix(_EOF)
+def negotiate(accept: str | None) -> Format:
+    """The format the client prefers (Prometheus: OpenMetrics); the text format 0.0.4 when
+    it says nothing we serve. OpenMetrics before 1.0.0 is not served."""
+    openmetrics_q = text_q = 0.0
+    for entry in (accept or "").split(","):
+        media_type, params = _params(entry)
+        if media_type == "application/openmetrics-text":
+            version = params.get("version")
+            if version is None or _at_least_1_0_0(version):
+                openmetrics_q = max(openmetrics_q, _q(params))
+        elif media_type in ("text/plain", "text/*", "*/*"):
+            text_q = max(text_q, _q(params))
+    return Format.OPENMETRICS if openmetrics_q > 0 and openmetrics_q >= text_q else Format.TEXT
 
 
-def _family_name(header_name: str) -> str:
-    """The declared name of a family from its `# HELP` line (OpenMetrics drops `_total`)."""
-    return header_name if header_name in CATALOG else header_name + "_total"
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    for entry in (accept_encoding or "").split(","):
+        coding, params = _params(entry)
+        if coding in ("gzip", "*") and _q(params) > 0:
+            return True
+    return False
+
+
+# Targets per compressed segment of a family: small enough that a build recompresses little
+# more than what changed, large enough to compress nearly as well as the whole text.
+SEGMENT_TARGETS = 32
 
 
 @dataclass(frozen=True, slots=True)
-class _Block:
-    """One family of one snapshot, as an encoder writes it: header lines, then sample lines."""
+class _Segment:
+    """Part of one family: its header or a run of targets' lines, written and compressed."""
 
-    family: str
-    header: bytes
-    lines: bytes
+    members: tuple[bytes, ...]
+    plain: bytes
+    deflated: bytes
 
 
-def _split_blocks(text: bytes) -> list[_Block]:
-    blocks: list[_Block] = []
-    # Sample lines start with a metric name and escape newlines in label values: a line
-    # starting with "# HELP " can only open a family.
-    for chunk in (b"\n" + text).split(b"\n# HELP ")[1:]:
-        body = b"# HELP " + chunk + (b"" if chunk.endswith(b"\n") else b"\n")
-        lines = body.split(b"\n")
-        n_header = next(i for i, line in enumerate(lines) if not line.startswith(b"#"))
-        header = b"\n".join(lines[:n_header]) + b"\n"
-        name = _family_name(chunk.split(b" ", 1)[0].decode())
-        blocks.append(_Block(name, header, b"\n".join(lines[n_header:])))
-    return blocks
+@dataclass(frozen=True, slots=True)
+class Build:
+    """The fleet's families in one format: the text in parts, and the same as one raw deflate
+    stream flushed to a byte boundary but not finished, with the text's CRC-32 and length."""
+
+    generation: int
+    parts: tuple[bytes, ...]
+    deflated: bytes
+    crc: int
+    size: int
+    # Segments compressed by this build (the others were the last build's).
+    compressed: int
+    # CPU time the build took (not wall time: the worker shares the GIL with the probes).
+    cpu_seconds: float
+
+
+class _Builder:
+    """Joins the snapshots' written lines family by family, in segments of a few targets each,
+    and compresses each segment on its own (concatenated, they are one valid deflate stream).
+    A segment whose bytes did not change since the last build is not compressed again.
+
+    Within a family, targets come in the order of their probing schedule: the targets probed
+    since the last build sit next to each other, so few segments change per build, however
+    many targets there are. One build runs at a time; the segments kept are the last build's.
+    """
+
+    def __init__(self) -> None:
+        self._segments: dict[Format, dict[tuple[str, int], _Segment]] = {}
+
+    def build(
+        self, snapshots: Sequence[Snapshot], generation: int, formats: Iterable[Format]
+    ) -> dict[Format, Build]:
+        started = time.thread_time()
+        per_family: dict[str, list[bytes]] = {}
+        for snap in sorted(snapshots, key=lambda s: (s.phase, s.target)):
+            for name, lines in snap.lines:
+                per_family.setdefault(name, []).append(lines)
+        builds: dict[Format, Build] = {}
+        for fmt in formats:
+            previous = self._segments.get(fmt, {})
+            current: dict[tuple[str, int], _Segment] = {}
+            for name in sorted(per_family):
+                targets_lines = per_family[name]
+                current[(name, -1)] = _segment(
+                    previous.get((name, -1)), (header(CATALOG[name], fmt),)
+                )
+                for index, first in enumerate(range(0, len(targets_lines), SEGMENT_TARGETS)):
+                    members = tuple(targets_lines[first : first + SEGMENT_TARGETS])
+                    current[(name, index)] = _segment(previous.get((name, index)), members)
+            self._segments[fmt] = current
+            kept = set(map(id, previous.values()))
+            crc = 0
+            for segment in current.values():
+                crc = zlib.crc32(segment.plain, crc)
+            builds[fmt] = Build(
+                generation=generation,
+                parts=tuple(segment.plain for segment in current.values()),
+                deflated=b"".join(segment.deflated for segment in current.values()),
+                crc=crc,
+                size=sum(len(segment.plain) for segment in current.values()),
+                compressed=sum(1 for segment in current.values() if id(segment) not in kept),
+                cpu_seconds=time.thread_time() - started,
+            )
+        return builds
+
+
+def _segment(previous: _Segment | None, members: tuple[bytes, ...]) -> _Segment:
+    if previous is not None and previous.members == members:
+        return previous
+    plain = b"".join(members)
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return _Segment(
+        members, plain, compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    )
 
 
 class Exposition:
-    """What /metrics serves, cheap to serve again and again.
-
-    Rendering thousands of samples through client_python at every scrape costs tens of
-    milliseconds with hundreds of targets. Instead each snapshot is rendered once per encoder
-    when it is published (as per-family blocks), the blocks of all snapshots are joined once
-    per change of `SnapshotStore.generation`, and only the small families that change on
-    their own (the exporter's status, client_python's process and platform families) are
-    rendered at each scrape.
-    """
+    """What /metrics serves (see the module's docstring)."""
 
     def __init__(
-        self, store: SnapshotStore, status: Callable[[], Iterable[Sample]] = tuple
+        self,
+        store: SnapshotStore,
+        status: Callable[[], Iterable[Sample]] = tuple,
+        *,
+        min_interval: float = 1.0,
     ) -> None:
         self._store = store
         self._status = status
-        self.fresh = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self.fresh)
-        PlatformCollector(registry=self.fresh)
-        # per encoder: target -> (the snapshot rendered, its blocks)
-        self._blocks: dict[Encoder, dict[str, tuple[Snapshot, list[_Block]]]] = {}
-        # per encoder: (generation, snapshot families)
-        self._joined: dict[Encoder, tuple[int, bytes]] = {}
+        self.min_interval = min_interval
+        self._process = ProcessStats()
+        self._builder = _Builder()
+        self._latest: dict[Format, Build] = {}
+        self._requested_at = dict.fromkeys(Format, 0.0)
+        self._building: asyncio.Future[dict[Format, Build]] | None = None
+        self._background: asyncio.Task[None] | None = None
+        self.last_build_cpu_seconds = 0.0
+        self.builds = 0
 
-    def render(self, encoder: Encoder) -> bytes:
+    # --- serving ---------------------------------------------------------------------------
+    async def body(self, fmt: Format, *, gzip: bool) -> bytes:
+        self._requested_at[fmt] = time.monotonic()
+        build = self._latest.get(fmt)
+        if build is None:  # the first scrape of this format waits for its first build
+            build = (await self._build())[fmt]
+        self._ensure_background()
+        fresh = render(fmt, [*self._status(), *self._process.samples()])
+        if not gzip:
+            return b"".join((*build.parts, fresh))
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        tail = compressor.compress(fresh) + compressor.flush(zlib.Z_FINISH)
+        size = (build.size + len(fresh)) & 0xFFFFFFFF
+        trailer = struct.pack("<II", zlib.crc32(fresh, build.crc), size)
+        return b"".join((_GZIP_HEADER, build.deflated, tail, trailer))
+
+    # --- building --------------------------------------------------------------------------
+    def _wanted(self) -> list[Format]:
+        now = time.monotonic()
+        return [fmt for fmt, at in self._requested_at.items() if now - at < _WANTED_SECONDS]
+
+    async def _build(self) -> dict[Format, Build]:
+        """One build of the formats wanted, in a worker thread; concurrent callers share it."""
+        if self._building is None or self._building.done():
+            self.builds += 1
+            self._building = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self._builder.build,
+                    self._store.latest(),
+                    self._store.generation,
+                    self._wanted(),
+                )
+            )
+        builds = await asyncio.shield(self._building)
+        self.last_build_cpu_seconds = max((b.cpu_seconds for b in builds.values()), default=0.0)
+        for fmt, build in builds.items():
+            latest = self._latest.get(fmt)
+            if latest is None or build.generation >= latest.generation:
+                self._latest[fmt] = build
+        return builds
+
+    async def refresh(self) -> None:
+        """Build now, if a format scraped lately is behind the store."""
         generation = self._store.generation
-        cached = self._joined.get(encoder)
-        if cached is None or cached[0] != generation:
-            cached = self._joined[encoder] = (generation, self._join(encoder))
-        status = _part(encoder, self._status())
-        return b"".join((status, cached[1], encoder(self.fresh)))
+        for fmt in self._wanted():
+            latest = self._latest.get(fmt)
+            if latest is None or latest.generation != generation:
+                await self._build()
+                return
 
-    def _join(self, encoder: Encoder) -> bytes:
-        snapshots = self._store.latest()
-        rendered = self._blocks.setdefault(encoder, {})
-        for gone in rendered.keys() - {snap.target for snap in snapshots}:
-            del rendered[gone]
-        per_family: dict[str, list[_Block]] = {}
-        for snap in snapshots:
-            entry = rendered.get(snap.target)
-            if entry is None or entry[0] is not snap:
-                blocks = _split_blocks(_part(encoder, snap.samples))
-                entry = rendered[snap.target] = (snap, blocks)
-            for block in entry[1]:
-                per_family.setdefault(block.family, []).append(block)
-        parts: list[bytes] = []
-        for name in sorted(per_family):
-            blocks = per_family[name]
-            parts.append(blocks[0].header)
-            parts.extend(block.lines for block in blocks)
-        return b"".join(parts)
+    def _ensure_background(self) -> None:
+        if self._background is None or self._background.done():
+            self._background = asyncio.create_task(self._rebuild_forever(), name="exposition")
+
+    async def _rebuild_forever(self) -> None:
+        """Keeps the formats scraped lately up to date, one build per interval at most; the
+        interval stretches so that building never takes more than a fifth of a CPU."""
+        while self._wanted():
+            await asyncio.sleep(max(self.min_interval, 5 * self.last_build_cpu_seconds))
+            try:
+                await self.refresh()
+            except Exception:  # serving the previous build beats stopping the updates
+                log.exception("building the exposition failed")
+        # Nobody scrapes any more: the next scrape starts the builder again.
+
+    def cached_formats(self) -> set[Format]:
+        return set(self._latest)
+
+    def latest_build(self, fmt: Format) -> Build | None:
+        return self._latest.get(fmt)
+
+    async def close(self) -> None:
+        task, self._background = self._background, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-FamilyType = Literal["gauge", "counter", "histogram", "info"]
+FamilyType = Literal["gauge", "counter", "histogram", "summary"]
+# The exporter's own namespace, and the process families every Prometheus client exports.
+NAMESPACES = ("resilience_", "process_", "python_")
 
 # Latency buckets from 0.5 ms to 10 s: probes on loopback take around a millisecond,
 # a struggling target several seconds.
@@ -30,9 +32,12 @@ class Family:
     type: FamilyType
     labels: tuple[str, ...]
     group: str
+    # The labels as a set, to check samples against cheaply (samples are made by the million).
+    label_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.name.startswith("resilience_"):
+        object.__setattr__(self, "label_set", frozenset(self.labels))
+        if not self.name.startswith(NAMESPACES):
             raise ValueError(f"{self.name}: every family lives in the resilience_ namespace")
         if self.type == "counter" and not self.name.endswith("_total"):
             raise ValueError(f"{self.name}: counter names end in _total")
@@ -68,27 +73,54 @@ class HistogramValue:
 class HistogramAccumulator:
     """Owned by one probe runner; `value()` hands out an immutable copy for snapshots."""
 
-    __slots__ = ("_bounds", "_counts", "_sum")
+    __slots__ = ("_bounds", "_counts", "_sum", "_value")
 
     def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
         self._bounds = tuple(bounds)
         self._counts = [0] * (len(self._bounds) + 1)  # last slot is +Inf
         self._sum = 0.0
+        self._value: HistogramValue | None = None
 
     def observe(self, seconds: float) -> None:
         self._counts[bisect.bisect_left(self._bounds, seconds)] += 1
         self._sum += seconds
+        self._value = None
 
     def value(self) -> HistogramValue:
-        cumulative: list[int] = []
-        running = 0
-        for count in self._counts:
-            running += count
-            cumulative.append(running)
-        return HistogramValue(self._bounds, tuple(cumulative), self._sum)
+        if self._value is None:
+            cumulative: list[int] = []
+            running = 0
+            for count in self._counts:
+                running += count
+                cumulative.append(running)
+            self._value = HistogramValue(self._bounds, tuple(cumulative), self._sum)
+        return self._value
 
 
-SampleValue = float | HistogramValue
+@dataclass(frozen=True, slots=True)
+class SummaryValue:
+    """How many observations and their sum: a mean over any range, at two series' cost."""
+
+    count: int
+    sum: float
+
+
+class SummaryAccumulator:
+    __slots__ = ("_count", "_sum")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._count += 1
+        self._sum += seconds
+
+    def value(self) -> SummaryValue:
+        return SummaryValue(self._count, self._sum)
+
+
+SampleValue = float | HistogramValue | SummaryValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +131,7 @@ class Sample:
 
 
 def sample(fam: Family, value: SampleValue, **labels: str) -> Sample:
-    if set(labels) != set(fam.labels):
+    if labels.keys() != fam.label_set:
         raise ValueError(f"{fam.name}: labels {sorted(labels)} != declared {sorted(fam.labels)}")
     return Sample(fam, tuple(labels.items()), value)
 

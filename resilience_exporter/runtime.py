@@ -16,6 +16,7 @@ from resilience_exporter.abandon import Abandoner
 from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.breakers import BreakerState, breaker_samples
 from resilience_exporter.config import TargetConfig
+from resilience_exporter.encoding import Lines, LineWriter
 from resilience_exporter.families import (
     HistogramAccumulator,
     Sample,
@@ -28,6 +29,11 @@ from resilience_exporter.registry import Probe, kind_spec
 from resilience_exporter.secrets import redact
 
 log = logging.getLogger(__name__)
+
+# The first probes of all targets are spread over this many seconds, plus this many for each
+# target, up to the targets' interval.
+SPREAD_SECONDS = 2.5
+SPREAD_SECONDS_PER_TARGET = 0.02
 
 UP = family(
     "resilience_up",
@@ -63,14 +69,20 @@ LAST_SUCCESS = family(
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """What one round of a target found, its samples already written (`encoding.Lines`):
+    bytes and strings, which the garbage collector need not follow, however many targets."""
+
     target: str
     kind: str
     description: str
     up: bool | None  # None until the first probe has finished
     failure: Failure | None
     finished_at: float | None
-    samples: tuple[Sample, ...]
+    lines: Lines
     breaker: BreakerState = "closed"
+    # Where in its interval the target is probed (seconds): snapshots of targets probed at
+    # nearby moments are kept next to each other in the exposition.
+    phase: float = 0.0
 
 
 class TargetRunner:
@@ -96,22 +108,24 @@ class TargetRunner:
         self.first_round = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._calls = Abandoner(timeout=config.timeout_seconds)
+        self._writer = LineWriter()
+        self.phase = 0.0
         self.publish(None, None, ())
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def start(self, *, jitter: bool = True) -> None:
-        self._task = asyncio.create_task(self._loop(jitter), name=f"probe:{self.name}")
+    def start(self, *, delay: float = 0.0) -> None:
+        """Probe forever, the first time after `delay` seconds."""
+        self._task = asyncio.create_task(self._loop(delay), name=f"probe:{self.name}")
 
-    async def _loop(self, jitter: bool) -> None:
+    async def _loop(self, delay: float) -> None:
         await self._open_probe()
+        await asyncio.sleep(delay)
         interval = self.config.interval_seconds
-        if jitter:
-            # Spread the targets so that a restart doesn't probe them all in the same instant.
-            await asyncio.sleep(random.uniform(0, min(interval, 5.0) * 0.5))
         next_at = time.monotonic()
+        self.phase = next_at % interval
         while True:
             await self.run_once()
             next_at += interval
@@ -233,8 +247,9 @@ class TargetRunner:
             up=up,
             failure=failure,
             finished_at=time.time() if up is not None else None,
-            samples=tuple(with_constant_labels(all_samples, self.config.labels)),
+            lines=self._writer.write(with_constant_labels(all_samples, self.config.labels)),
             breaker=self.breaker.state,
+            phase=self.phase,
         )
         self.store.put(snapshot)
         return snapshot
@@ -277,8 +292,16 @@ class Runtime:
 
     def start(self, *, jitter: bool = True) -> None:
         self._jitter = jitter
-        for runner in self.runners:
-            runner.start(jitter=jitter)
+        self._start(self.runners)
+
+    def _start(self, runners: Sequence[TargetRunner]) -> None:
+        """Spread first probes over a window that grows with the fleet, up to a whole
+        interval: a thousand targets probed in the same few seconds would queue behind each
+        other at every interval from then on."""
+        window = SPREAD_SECONDS + SPREAD_SECONDS_PER_TARGET * len(self.runners)
+        for runner in runners:
+            spread = min(window, runner.config.interval_seconds) if self._jitter else 0.0
+            runner.start(delay=random.uniform(0, spread))
 
     async def apply(self, targets: Iterable[TargetConfig]) -> None:
         """Switch to a new set of targets: unchanged ones keep running with their history,
@@ -291,13 +314,15 @@ class Runtime:
         for runner in retired:
             self.store.drop(runner.name)
         fresh = [TargetRunner(t, self.store) for name, t in wanted.items() if name not in kept]
-        for runner in fresh:
-            runner.start(jitter=self._jitter)
         self.runners = keep + fresh
+        self._start(fresh)
 
     @property
     def ready(self) -> bool:
         return all(r.first_round.is_set() for r in self.runners)
+
+    async def wait_ready(self) -> None:
+        await asyncio.gather(*(r.first_round.wait() for r in self.runners))
 
     async def stop(self) -> None:
         await asyncio.gather(*(r.stop() for r in self.runners))

@@ -9,6 +9,7 @@ if anything is wrong the running configuration stays as it is, the error is logg
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import platform
 import ssl
@@ -105,6 +106,7 @@ class Service:
         self.last_reload_ok = True
         self.last_reload_success = time.time()
         self._reload_lock = asyncio.Lock()
+        self._settling: asyncio.Task[None] | None = None
         self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
         self._probe_requests: dict[ProbeRequestResult, int] = dict.fromkeys(PROBE_RESULTS, 0)
         self._build_info = sample(
@@ -117,8 +119,28 @@ class Service:
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """The probes run while the web application does (aiohttp's `cleanup_ctx`)."""
         self.runtime.start()
+        self._settle()
         yield
+        if self._settling is not None:
+            self._settling.cancel()
+        await self.exposition.close()
         await self.runtime.stop()
+
+    def _settle(self) -> None:
+        """Once every target has been probed, move the objects that exist by then (clients,
+        pools, runners, the configuration) out of the garbage collector's way: a full
+        collection walks every object it follows, which with thousands of targets stalls
+        the event loop for most of a second. Snapshots are bytes and strings it does not
+        follow; what probes create and drop on the way dies young."""
+        if self._settling is not None:
+            self._settling.cancel()
+
+        async def freeze_when_ready() -> None:
+            await self.runtime.wait_ready()
+            gc.collect()
+            gc.freeze()
+
+        self._settling = asyncio.create_task(freeze_when_ready(), name="settle")
 
     # --- what the exporter says about itself ---------------------------------------------
     def status_samples(self) -> list[Sample]:
@@ -161,7 +183,10 @@ class Service:
             if tls is not None and self.ssl_context is not None:
                 build_ssl_context(tls, self.ssl_context)
             self.guard.config = web_config
+            # Retired targets' objects must be collectable again; settled anew below.
+            gc.unfreeze()
             await self.runtime.apply(assigned_targets(config, self.options.shard))
+            self._settle()
             self.config = config
             self.last_reload_ok = True
             self.last_reload_success = time.time()

@@ -1,9 +1,10 @@
-"""Spreading a fleet of targets over N exporter replicas.
-
-Replica `index` of `count` probes the targets whose stable hash modulo `count` equals `index`.
-The hash is SHA-256 of the target's name: unlike Python's `hash()` it is the same in every
-process and on every machine, so all replicas agree on who owns what without talking to each
-other. The host probe is not sharded: every replica reports the host (the pod) it runs on.
+"""Spreading a fleet of targets over N exporter replicas, by rendezvous (highest random
+weight) hashing: every shard scores every target, SHA-256 of the shard's index and the
+target's name, and the highest score owns the target. The scores are the same in every process
+and on every machine (unlike Python's salted `hash()`), so the replicas agree on who owns what
+without talking to each other; going from N to N+1 shards moves only the targets the new shard
+now wins, about 1/(N+1) of them. The host probe is not sharded: every replica reports the host
+(the pod) it runs on.
 """
 
 from __future__ import annotations
@@ -58,10 +59,15 @@ class Shard:
         return [sample(SHARD, 1.0, index=str(self.index), count=str(self.count))]
 
 
+def score(target_name: str, shard_index: int) -> int:
+    """The weight of `target_name` on shard `shard_index`: the highest weight wins it."""
+    digest = hashlib.sha256(f"{shard_index}\0{target_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def owner(target_name: str, count: int) -> int:
     """The shard that probes `target_name` among `count` shards."""
-    digest = hashlib.sha256(target_name.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
+    return max(range(count), key=lambda index: score(target_name, index))
 
 
 def assigned_targets(config: Config, shard: Shard) -> Iterator[TargetConfig]:

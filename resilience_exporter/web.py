@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client.exposition import choose_encoder
 
 import resilience_exporter
 from resilience_exporter import multitarget
-from resilience_exporter.exposition import render_samples
+from resilience_exporter.encoding import render_lines
+from resilience_exporter.exposition import accepts_gzip, negotiate
 from resilience_exporter.reasons import Failure
 from resilience_exporter.secrets import redact
 from resilience_exporter.service import Service
@@ -29,12 +29,13 @@ STATE_KEY = web.AppKey("state", WebState)
 
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = state.service.exposition.render(encoder)
-    response = web.Response(body=body, headers={"Content-Type": content_type})
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.enable_compression()
-    return response
+    fmt = negotiate(request.headers.get("Accept"))
+    gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
+    body = await state.service.exposition.body(fmt, gzip=gzip)
+    headers = {"Content-Type": fmt.content_type, "Vary": "Accept-Encoding"}
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
 
 
 async def probe(request: web.Request) -> web.Response:
@@ -51,9 +52,9 @@ async def probe(request: web.Request) -> web.Response:
         service.record_probe_request("forbidden" if exc.status == 403 else "bad_request")
         return web.Response(status=exc.status, text=f"{exc}\n")
     snapshot = await service.probe_once(target)
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = render_samples(encoder, snapshot.samples)
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    fmt = negotiate(request.headers.get("Accept"))
+    body = render_lines(fmt, snapshot.lines)
+    return web.Response(body=body, headers={"Content-Type": fmt.content_type})
 
 
 async def healthy(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import socket
@@ -15,21 +16,33 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.testservers.base import ServerError, free_port, wait_until
 
 LabelSet = frozenset[tuple[str, str]]
 
+# What Prometheus (2.x and 3.x) sends with every scrape.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROMETHEUS_HEADERS = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+
 
 class Exposition:
-    """Parsed samples of one scrape: `value(name, **labels)` finds one sample."""
+    """Parsed samples of one scrape: `value(name, **labels)` finds one sample. OpenMetrics
+    is read with client_python's strict OpenMetrics parser, which rejects what is invalid."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, openmetrics: bool = False) -> None:
         self.text = text
         self.samples: dict[str, dict[LabelSet, float]] = {}
         self.types: dict[str, str] = {}
-        for fam in text_string_to_metric_families(text):
+        parse = openmetrics_families if openmetrics else text_string_to_metric_families
+        for fam in parse(text):
             self.types[fam.name] = fam.type
             for s in fam.samples:
                 self.samples.setdefault(s.name, {})[frozenset(s.labels.items())] = s.value
@@ -163,9 +176,21 @@ class ExporterProcess:
             return err.code, err.read().decode(), dict(err.headers)
 
     def scrape(self, timeout: float = 5.0) -> Exposition:
-        status, body, _ = self.get("/metrics", timeout=timeout)
+        """/metrics as Prometheus asks for it: OpenMetrics, gzip."""
+        request = urllib.request.Request(self.url + "/metrics", headers=PROMETHEUS_HEADERS)
+        with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as answer:
+            assert answer.status == 200
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert answer.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = gzip.decompress(answer.read()).decode()
+        return Exposition(text, openmetrics=True)
+
+    def text_format(self) -> str:
+        """/metrics in the text format 0.0.4: what `promtool check metrics` reads."""
+        status, body, headers = self.get("/metrics")
         assert status == 200, body
-        return Exposition(body)
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return body
 
     def wait_for(
         self, what: str, check: Callable[[Exposition], bool], timeout: float
@@ -251,3 +276,10 @@ def application_series(exp: Exposition, source: str) -> dict[str, dict[LabelSet,
         for name, series in exp.samples.items()
         if name.startswith(("resilience_breaker_", "resilience_pool_"))
     }
+
+
+def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
+    """`promtool check metrics` on a text-format exposition: exit 0 and no output is clean."""
+    return subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )

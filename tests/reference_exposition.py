@@ -1,38 +1,48 @@
-"""The reference for the cached /metrics exposition: everything it shows, rendered from
-scratch at each collect through client_python. `Exposition` must match it byte for byte."""
+"""The reference for the cached /metrics exposition: the snapshots' and the status' families,
+rendered from scratch at each collect through client_python. `Exposition`, written with the
+exporter's own encoder, must match it byte for byte (the process families aside, which
+client_python does not know under the exporter's help texts)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from resilience_exporter.exposition import metric_families
+from resilience_exporter.client_python import metric_families
 from resilience_exporter.families import Sample
-from resilience_exporter.runtime import Snapshot
+
+
+class FamiliesCollector(Collector):
+    """Families already built."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
 class SnapshotCollector(Collector):
-    """The exporter's status families, then every snapshot's."""
+    """The samples of every snapshot, then the exporter's status families."""
 
     def __init__(
-        self, snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]]
+        self, samples: Callable[[], Iterable[Sample]], status: Callable[[], Iterable[Sample]]
     ) -> None:
-        self._snapshots = snapshots
+        self._samples = samples
         self._status = status
 
     def collect(self) -> Iterator[Metric]:
+        yield from metric_families(self._samples())
         yield from metric_families(self._status())
-        yield from metric_families(s for snap in self._snapshots() for s in snap.samples)
 
 
 def build_registry(
-    snapshots: Callable[[], list[Snapshot]], status: Callable[[], Iterable[Sample]] = tuple
+    samples: Callable[[], Iterable[Sample]], status: Callable[[], Iterable[Sample]] = tuple
 ) -> CollectorRegistry:
+    """`samples`: what the snapshots were written from."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshots, status))
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
+    registry.register(SnapshotCollector(samples, status))
     return registry

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))
 TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.test.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
 
 
 def rules() -> Iterator[dict[str, Any]]:
@@ -132,8 +132,7 @@ def exported_names() -> set[str]:
     names = set(client_python) | {"up"}
     for fam in metricsdoc.load_catalog().values():
         names.add(fam.name)
-        if fam.type == "histogram":
-            names.update(fam.name + suffix for suffix in HISTOGRAM_SUFFIXES)
+        names.update(fam.name + suffix for suffix in SUFFIXES.get(fam.type, ()))
     return names
 
 

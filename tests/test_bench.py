@@ -9,10 +9,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench import compare, report, scale
+from bench import compare, fleet, report, scale
 
 POSITIVE_PER_EXPORTER = (
     "p50_ms", "p99_ms", "mean_ms", "rss_bytes", "series", "bytes_per_scrape", "scrapes",
+    "wire_bytes_per_scrape", "plain_p50_ms",
 )  # fmt: skip
 
 
@@ -64,7 +65,7 @@ def test_compare_report_has_every_exporter_and_number(tmp_path: Path) -> None:
     for peer in result["missing"]:
         assert f"| {peer} | | not measured: kind not available |" in text
     assert "Command: `make bench`" in text
-    assert "## Targets of issue 9" in text
+    assert "## Targets" in text
 
 
 def test_scale_report_and_plot(tmp_path: Path) -> None:
@@ -83,3 +84,23 @@ def test_scale_report_and_plot(tmp_path: Path) -> None:
     scale.plot(result, tmp_path / "results" / "scale.png")
     assert (tmp_path / "results" / "scale.png").read_bytes().startswith(b"\x89PNG")
     assert "| 3 |" in (tmp_path / "results" / "scale.md").read_text()
+
+
+def test_fleet_report_and_plot(tmp_path: Path) -> None:
+    options = fleet.Options(
+        targets=12, postgres_targets=2, shards=2, interval=2.0, minutes=0.3, extra_scrape_rate=4
+    )
+    result = fleet.run(options, tmp_path)
+
+    assert result["prometheus_scrapes"] > 0
+    assert result["targets_seen"] == 12
+    for key in ("cores", "rss_bytes", "cpu_ms_per_target_per_minute", "rss_kib_per_target"):
+        assert positive(result[key]), key
+    assert positive(result["prometheus_scrape_seconds"]["max"])
+    assert positive(result["extra_scrape_ms"]["p50_ms"])
+    assert set(result["exporters"]) == {"resilience-exporter-0", "resilience-exporter-1"}
+    markdown = report.fleet_markdown(result, "make bench-scale", image="fleet.png")
+    report.write(result, markdown, tmp_path / "results", "fleet")
+    fleet.plot(result, tmp_path / "results" / "fleet.png")
+    assert (tmp_path / "results" / "fleet.png").read_bytes().startswith(b"\x89PNG")
+    assert "Prometheus `scrape_duration_seconds`" in (tmp_path / "results" / "fleet.md").read_text()

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from exporter_process import Exposition
 
 from resilience_exporter import config
 from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.breakers import BreakerState, BreakerView
 from resilience_exporter.config import BreakerConfig, TargetConfig
+from resilience_exporter.encoding import Format, render_lines
 from resilience_exporter.families import Sample
 from resilience_exporter.reasons import Failure
 from resilience_exporter.runtime import SnapshotStore, TargetRunner
@@ -340,12 +342,11 @@ async def test_the_runner_makes_no_probe_call_while_open_and_reopens_clients_for
     assert snapshot.up is True
     assert snapshot.breaker == "closed"
     assert probe.calls == {"open": 2, "probe": 3, "close": 1}, "reopened for the trial"
-    exported = {s.family.name for s in snapshot.samples}
-    assert "resilience_breaker_state" in exported
+    exported = Exposition(render_lines(Format.TEXT, snapshot.lines).decode())
+    assert exported.has("resilience_breaker_state")
     errors = {
-        dict(s.labels)["reason"]: s.value
-        for s in snapshot.samples
-        if s.family.name == "resilience_probe_errors_total"
+        dict(labels)["reason"]: value
+        for labels, value in exported.series("resilience_probe_errors_total").items()
     }
     assert errors["refused"] == 2
     assert "breaker_open" not in errors, "rejected calls are not failed probes"

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import copy
 import ssl
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 from http_app import BackgroundApp
 
 from resilience_exporter.config import parse
@@ -277,10 +276,15 @@ TARGETS = [
 ]  # fmt: skip
 
 
+Scraped = tuple[Exposition, str, str, str]
+
+
 @pytest.fixture(scope="module")
 def scraped(
     health_app: BackgroundApp, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Exposition, str, str]]:
+) -> Iterator[Scraped]:
+    """One exporter's /metrics once every target was probed twice (as Prometheus scrapes it,
+    and in the text format promtool reads), its landing page and its logs."""
     workdir = tmp_path_factory.mktemp("http-exporter")
     token_file = workdir / "token"
     token_file.write_text("Wrong-Token-0f9e21\n")
@@ -290,10 +294,11 @@ def scraped(
     )
     with exporter:
         m = exporter.wait_for("every target probed twice", probed_twice(TARGETS), timeout=60)
+        text_format = exporter.text_format()
         _, landing, _ = exporter.get("/")
         status = exporter.stop()
         assert status == 0
-        yield m, landing, exporter.logs()
+        yield m, landing, exporter.logs(), text_format
 
 
 def up(m: Exposition, target: str) -> tuple[float | None, str]:
@@ -308,8 +313,8 @@ def up(m: Exposition, target: str) -> tuple[float | None, str]:
     return value, reason
 
 
-def test_generic_preset_maps_every_family(scraped: tuple[Exposition, str, str]) -> None:
-    m, _, _ = scraped
+def test_generic_preset_maps_every_family(scraped: Scraped) -> None:
+    m, _, _, _ = scraped
     assert up(m, "shop") == (1, "")
     b = {"breaker": "payments", "source": "shop", "team": "checkout"}
     assert m.value("resilience_breaker_state", **b, state="open") == 1
@@ -348,8 +353,8 @@ def test_generic_preset_maps_every_family(scraped: tuple[Exposition, str, str]) 
     assert m.value("resilience_http_parse_errors_total", target="shop") == 0
 
 
-def test_resilience4j_preset(scraped: tuple[Exposition, str, str]) -> None:
-    m, _, _ = scraped
+def test_resilience4j_preset(scraped: Scraped) -> None:
+    m, _, _, _ = scraped
     assert up(m, "spring") == (1, "")
     closed = {"breaker": "inventoryService", "source": "spring"}
     assert m.value("resilience_breaker_state", **closed, state="closed") == 1
@@ -371,8 +376,8 @@ def test_resilience4j_preset(scraped: tuple[Exposition, str, str]) -> None:
     assert not m.has("resilience_pool_connections", source="spring")
 
 
-def test_actuator_503_with_a_down_document_still_maps(scraped: tuple[Exposition, str, str]) -> None:
-    m, _, _ = scraped
+def test_actuator_503_with_a_down_document_still_maps(scraped: Scraped) -> None:
+    m, _, _, _ = scraped
     assert up(m, "spring-down") == (1, "")
     s = {"source": "spring-down"}
     assert m.value("resilience_breaker_state", **s, breaker="inventoryService", state="open") == 1
@@ -387,8 +392,8 @@ def test_actuator_503_with_a_down_document_still_maps(scraped: tuple[Exposition,
     )
 
 
-def test_custom_mapping(scraped: tuple[Exposition, str, str]) -> None:
-    m, _, _ = scraped
+def test_custom_mapping(scraped: Scraped) -> None:
+    m, _, _, _ = scraped
     assert up(m, "custom") == (1, "")
     b = {"breaker": "search", "source": "custom"}
     assert m.value("resilience_breaker_state", **b, state="half_open") == 1
@@ -415,9 +420,9 @@ def test_custom_mapping(scraped: tuple[Exposition, str, str]) -> None:
     ],
 )
 def test_failures_give_the_documented_reason(
-    scraped: tuple[Exposition, str, str], target: str, reason: str, parse_errors: bool
+    scraped: Scraped, target: str, reason: str, parse_errors: bool
 ) -> None:
-    m, landing, _ = scraped
+    m, landing, _, _ = scraped
     assert up(m, target) == (0, reason)
     # At least once: a persistent failure (a wrong token) opens the breaker after one probe.
     assert (m.value("resilience_probe_errors_total", target=target, reason=reason) or 0) >= 1
@@ -427,8 +432,8 @@ def test_failures_give_the_documented_reason(
     assert target in landing
 
 
-def test_secrets_never_shown(scraped: tuple[Exposition, str, str]) -> None:
-    m, landing, logs = scraped
+def test_secrets_never_shown(scraped: Scraped) -> None:
+    m, landing, logs, _ = scraped
     encoded = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
     for secret in (TOKEN, BASIC_PASSWORD, encoded, "Wrong-Token-0f9e21"):
         for where, text in (("metrics", m.text), ("landing page", landing), ("logs", logs)):
@@ -705,11 +710,9 @@ targets:
     assert up(m, "no-client-cert") == (0, "other")
 
 
-def test_exposition_passes_promtool(scraped: tuple[Exposition, str, str]) -> None:
-    m, _, _ = scraped
-    checked = subprocess.run(
-        ["promtool", "check", "metrics"], input=m.text, capture_output=True, text=True
-    )
+def test_exposition_passes_promtool(scraped: Scraped) -> None:
+    _, _, _, text_format = scraped
+    checked = promtool_check_metrics(text_format)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip() == ""
     assert checked.stderr.strip() == ""

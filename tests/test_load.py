@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Exposition
 
 from scripts.testservers.postgres import PostgresServer
 
@@ -56,14 +56,17 @@ def rss_bytes(pid: int) -> int:
 
 
 async def burst(url: str, count: int) -> list[int]:
+    """`count` concurrent scrapes with Prometheus' headers (aiohttp decompresses the answer)."""
     connector = aiohttp.TCPConnector(limit=count)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one() -> int:
-            async with session.get(url) as response:
+            async with session.get(url, headers=PROMETHEUS_HEADERS) as response:
+                assert response.headers["Content-Encoding"] == "gzip"
                 body = await response.read()
                 assert b"resilience_up" in body
+                assert body.endswith(b"# EOF\n")
                 return response.status
 
         return await asyncio.gather(*(one() for _ in range(count)))

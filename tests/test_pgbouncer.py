@@ -3,7 +3,6 @@ exporter; and the full exposition with every kind configured."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import psycopg
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, up_is
+from exporter_process import ExporterProcess, promtool_check_metrics, up_is
 from tests_support import wait_firing
 
 from alerts.generate import render, write_rules
@@ -435,9 +434,7 @@ host: {{enabled: true}}
             timeout=40,
         )
         assert m.label_values("resilience_up", "kind") == {"postgres", "pgbouncer", "redis", "host"}
-        checked = subprocess.run(
-            ["promtool", "check", "metrics"], input=m.text, capture_output=True, text=True
-        )
+        checked = promtool_check_metrics(exp.text_format())
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert checked.stdout.strip() == ""
         assert checked.stderr.strip() == ""

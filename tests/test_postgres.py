@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, up_is
+from exporter_process import ExporterProcess, promtool_check_metrics, up_is
 
 from scripts.testservers.postgres import PostgresServer
 
@@ -77,9 +76,7 @@ def test_families_and_plausible_values(postgres: PostgresServer, workdir: Path) 
         assert m.has("process_resident_memory_bytes")
         assert m.has("resilience_exporter_build_info")
 
-        checked = subprocess.run(
-            ["promtool", "check", "metrics"], input=m.text, capture_output=True, text=True
-        )
+        checked = promtool_check_metrics(exp.text_format())
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert checked.stdout.strip() == ""
         assert checked.stderr.strip() == ""

@@ -1,4 +1,4 @@
-"""Sharding: replica i of N probes only the targets whose stable hash mod N is i."""
+"""Sharding: replica i of N probes only the targets it wins by rendezvous hashing."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from resilience_exporter.sharding import Shard, ShardError, owner
 from scripts.testservers.base import free_port, wait_until
 
 SHARDS = 3
+# owner("users-db", n) for n = 1, 2, 3, 5, 7: what the function gave when it was chosen.
+PINNED_OWNERS = [0, 1, 2, 3, 3]
 TARGET_NAMES = [f"db-{i:02d}" for i in range(24)]
 
 
@@ -111,11 +113,28 @@ def test_invalid_shard_env_var_exits_2() -> None:
     assert "--shard.count must be at least 1" in result.stderr
 
 
-def test_owner_is_sha256_of_the_name_not_pythons_salted_hash() -> None:
+def test_owner_is_the_highest_sha256_score_not_pythons_salted_hash() -> None:
     # Pinned: changing the function would silently move every target of every fleet.
-    digest = hashlib.sha256(b"orders-db").digest()
-    assert owner("orders-db", 7) == int.from_bytes(digest[:8], "big") % 7
-    assert [owner("orders-db", n) for n in (1, 2, 3, 5)] == [0, 1, 2, 1]
+    scores = [
+        int.from_bytes(hashlib.sha256(f"{i}\0users-db".encode()).digest()[:8], "big")
+        for i in range(7)
+    ]
+    assert owner("users-db", 7) == scores.index(max(scores))
+    assert [owner("users-db", n) for n in (1, 2, 3, 5, 7)] == PINNED_OWNERS
+
+
+@pytest.mark.parametrize("count", range(1, 10))
+def test_adding_a_shard_moves_about_one_in_n_plus_one_and_only_to_the_new_shard(
+    count: int,
+) -> None:
+    names = [f"target-{i}" for i in range(10_000)]
+    before = {name: owner(name, count) for name in names}
+    after = {name: owner(name, count + 1) for name in names}
+    moved = [name for name in names if before[name] != after[name]]
+    assert all(after[name] == count for name in moved), "a moved target goes to the new shard"
+    share = len(moved) / len(names)
+    expected = 1 / (count + 1)
+    assert abs(share - expected) < 0.2 * expected, (share, expected)
 
 
 def test_one_shard_owns_everything() -> None:

@@ -140,7 +140,7 @@ class Instrumentation:
     # prometheus_client
 
     def collect(self) -> Iterator[Metric]:
-        from resilience_exporter.exposition import metric_families
+        from resilience_exporter.client_python import metric_families
 
         yield from metric_families(self.samples())
 

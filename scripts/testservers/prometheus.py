@@ -38,6 +38,7 @@ class PrometheusServer(ManagedServer):
         rule_files: Sequence[Path] = (),
         alertmanagers: Sequence[str] = (),
         scrape_interval: str = "1s",
+        scrape_timeout: str | None = None,
         evaluation_interval: str = "1s",
         resend_delay: str = "1s",
         port: int | None = None,
@@ -48,7 +49,7 @@ class PrometheusServer(ManagedServer):
         config = {
             "global": {
                 "scrape_interval": scrape_interval,
-                "scrape_timeout": scrape_interval,
+                "scrape_timeout": scrape_timeout or scrape_interval,
                 "evaluation_interval": evaluation_interval,
             },
             "rule_files": [str(path) for path in rule_files],
@@ -102,6 +103,11 @@ class PrometheusServer(ManagedServer):
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query: the result vector's samples."""
         return list(self.api("query", query=expr)["result"])
+
+    def query_range(self, expr: str, *, start: float, end: float, step: float) -> list[Any]:
+        """Range query: one matrix entry per series, with its [time, value] pairs."""
+        data = self.api("query_range", query=expr, start=str(start), end=str(end), step=str(step))
+        return list(data["result"])
 
     def alerts(self) -> list[dict[str, Any]]:
         return list(self.api("alerts")["alerts"])
