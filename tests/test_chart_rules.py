@@ -217,3 +217,11 @@ def test_a_wrong_value_is_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises((helm_python.HelmRenderError, helm_python.HelmValuesError), match=message):
         chart_groups(chart, rule_values)
+
+
+def test_recording_rule_levels_can_be_overridden_too(chart: helm_python.Chart) -> None:
+    """The pool health state's levels live under `records:`: the chart takes them as well."""
+    overrides = {"records": {"PoolHealth": {"degraded_in_use_ratio": 0.55}}}
+    groups = chart_groups(chart, {"thresholds": overrides})
+    assert groups == generator_groups(overrides)
+    assert groups != generator_groups(), "the override changed something"

@@ -8,7 +8,6 @@ slot alerts fire; started again, they clear."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 from psycopg import sql
 from tests_support import Repeating, wait_cleared, wait_firing
 
@@ -189,9 +188,7 @@ def test_a_streaming_standby_and_its_slot_seen_from_both_ends(replication: Repli
     assert m.value("resilience_postgres_replay_lag_seconds", **s) == 0
     assert m.value("resilience_postgres_replay_lag_bytes", **s) == 0
 
-    checked = subprocess.run(
-        ["promtool", "check", "metrics"], input=m.text, capture_output=True, text=True
-    )
+    checked = promtool_check_metrics(replication.exporter.text_format())
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip() == checked.stderr.strip() == ""
 

@@ -126,8 +126,9 @@ does); prometheusRule.job wins when set (a scrape config of your own).
 {{- end }}
 
 {{/*
-`${scope.key}` -> text for the alert rules: the defaults of files/alerts/thresholds.yml with
-prometheusRule.thresholds (the shape of alerts/thresholds.yml, only keys that exist),
+`${scope.key}` -> text for the rules: the defaults of files/alerts/thresholds.yml (settings,
+alerts and recording rules) with prometheusRule.thresholds (the shape of
+alerts/thresholds.yml, only keys that exist),
 runbookBaseUrl and the job laid over them. Values land inside PromQL: numbers and Prometheus
 durations only, as alerts/thresholds.py checks.
 */}}
@@ -138,7 +139,7 @@ durations only, as alerts/thresholds.py checks.
 {{- $defaults = fromYaml . }}
 {{- end }}
 {{- $settings := deepCopy (get $defaults "settings" | default dict) }}
-{{- $alerts := deepCopy (get $defaults "alerts" | default dict) }}
+{{- $tables := dict "alerts" (deepCopy (get $defaults "alerts" | default dict)) "records" (deepCopy (get $defaults "records" | default dict)) }}
 {{- $over := $pr.thresholds | default dict }}
 {{- range $key, $value := $over.settings | default dict }}
 {{- if not (hasKey $settings $key) }}
@@ -146,19 +147,21 @@ durations only, as alerts/thresholds.py checks.
 {{- end }}
 {{- $_ := set $settings $key $value }}
 {{- end }}
-{{- range $name, $values := $over.alerts | default dict }}
-{{- if not (hasKey $alerts $name) }}
-{{- fail (printf "prometheusRule.thresholds.alerts.%s is not a known alert" $name) }}
+{{- range $kind, $known := $tables }}
+{{- range $name, $values := get $over $kind | default dict }}
+{{- if not (hasKey $known $name) }}
+{{- fail (printf "prometheusRule.thresholds.%s.%s is not a known %s" $kind $name (ternary "alert" "recording rule" (eq $kind "alerts"))) }}
 {{- end }}
-{{- $table := get $alerts $name }}
+{{- $table := get $known $name }}
 {{- range $key, $value := $values }}
 {{- if not (hasKey $table $key) }}
-{{- fail (printf "prometheusRule.thresholds.alerts.%s.%s is not a known key (known: %s)" $name $key (keys $table | sortAlpha | join ", ")) }}
+{{- fail (printf "prometheusRule.thresholds.%s.%s.%s is not a known key (known: %s)" $kind $name $key (keys $table | sortAlpha | join ", ")) }}
 {{- end }}
 {{- if or (kindIs "bool" $value) (and (kindIs "string" $value) (not (regexMatch "^([0-9]+(ms|s|m|h|d|w|y))+$" $value))) (and (eq $key "for") (not (kindIs "string" $value))) }}
-{{- fail (printf "prometheusRule.thresholds.alerts.%s.%s: %v is not a %s" $name $key $value (ternary "Prometheus duration" "number or Prometheus duration" (eq $key "for"))) }}
+{{- fail (printf "prometheusRule.thresholds.%s.%s.%s: %v is not a %s" $kind $name $key $value (ternary "Prometheus duration" "number or Prometheus duration" (eq $key "for"))) }}
 {{- end }}
 {{- $_ := set $table $key $value }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- with $pr.runbookBaseUrl }}
@@ -171,9 +174,11 @@ durations only, as alerts/thresholds.py checks.
 {{- range $key, $value := $settings }}
 {{- $_ := set $flat (printf "${settings.%s}" $key) (include "resilience-exporter.ruleNumber" $value) }}
 {{- end }}
-{{- range $name, $table := $alerts }}
+{{- range $kind, $known := $tables }}
+{{- range $name, $table := $known }}
 {{- range $key, $value := $table }}
 {{- $_ := set $flat (printf "${%s.%s}" $name $key) (include "resilience-exporter.ruleNumber" $value) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toJson $flat }}
