@@ -43,7 +43,8 @@ class Options:
     interval: float = 15.0
     minutes: float = 5.0
     extra_scrape_rate: float = 2.0
-    # The exporters get CPU 0, the servers and Prometheus the others ("on one core").
+    # One exporter process gets CPU 0, the servers and Prometheus the others ("on one core");
+    # shards are left free to use every CPU.
     pin: bool = True
     sample_every: float = 5.0
 
@@ -142,7 +143,7 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
             ) as prometheus:
                 server_pids = [r.process.pid for r in redis]
                 server_pids += [pg.process.pid, prometheus.process.pid]
-                pinned = options.pin and _pin(exporters, server_pids)
+                pinned = options.pin and options.shards == 1 and _pin(exporters, server_pids)
                 result = _measure(options, exporters, prometheus)
         finally:
             for exporter in exporters:

@@ -1,63 +1,77 @@
-"""Structured logs (logfmt or JSON) for our own records and every library's, secrets masked."""
+"""Structured logs (logfmt or JSON) for our own records and every library's, secrets masked.
+
+Every record becomes `ts`, `level`, `logger`, `msg`, then the fields given with
+`extra={...}`, then `err` when an exception came with it; strings and exceptions go through
+`secrets.redact` on the way out.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any, Literal
-
-import structlog
-from structlog.typing import EventDict, WrappedLogger
 
 from resilience_exporter.secrets import redact
 
 LogFormat = Literal["logfmt", "json"]
 LOG_LEVELS = ("debug", "info", "warn", "error")
+# What every LogRecord has: anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
-def _redact_values(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    for key, value in event.items():
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record as the fields a line shows, in order, masked; None values are left out."""
+    out: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    out.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        out["err"] = f"{type(exc).__name__}: {exc}"
+    masked: dict[str, Any] = {}
+    for key, value in out.items():
+        if value is None:
+            continue
         if isinstance(value, str):
-            event[key] = redact(value)
+            value = redact(value)
         elif isinstance(value, BaseException):
-            event[key] = redact(repr(value))
-    return event
+            value = redact(repr(value))
+        masked[key] = value
+    return masked
 
 
-def _exception_to_text(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    exc_info = event.pop("exc_info", None)
-    if exc_info:
-        exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-        if isinstance(exc, BaseException):
-            event["err"] = f"{type(exc).__name__}: {exc}"
-    return event
+def _logfmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if text and not any(c in text for c in ' ="\\\n'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{key}={_logfmt_value(v)}" for key, v in fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(fields(record), default=str)
 
 
 def setup(level: str, fmt: LogFormat) -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.processors.LogfmtRenderer(
-            key_order=["ts", "level", "logger", "msg"], drop_missing=True
-        )
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.stdlib.ExtraAdder(),
-            _exception_to_text,
-            structlog.processors.EventRenamer("msg"),
-        ],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _redact_values,
-            renderer,
-        ],
-    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel({"warn": "WARNING"}.get(level, level.upper()))

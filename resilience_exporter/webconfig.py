@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, Self, get_args
 
-import bcrypt
 from aiohttp import web
 from pydantic import (
     AfterValidator,
@@ -447,6 +446,8 @@ class BasicAuth:
         key = self._key(user, password, hashed)
         ok = self._outcomes.get(key)
         if ok is None:
+            import bcrypt  # loaded only where basic auth is configured
+
             ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())
             if len(self._outcomes) >= self._CACHE_LIMIT:
                 self._outcomes.clear()

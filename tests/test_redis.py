@@ -86,7 +86,7 @@ host: {{enabled: false}}
             assert not m.has("resilience_redis_replication_link_down_seconds", **t)
             assert not m.has("resilience_redis_cluster_state_ok", **t)
         assert m.value("resilience_up", target="cache", team="web") == 1
-        assert m.types["resilience_redis_ping_duration_seconds"] == "histogram"
+        assert m.types["resilience_redis_ping_duration_seconds"] == "summary"
         assert m.types["resilience_redis_evicted_keys"] == "counter"
         pool = {"pool": "cache", "source": "exporter"}
         assert m.value("resilience_pool_max_connections", **pool) == 3

@@ -55,14 +55,23 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
                     Panel(
                         title="PING latency",
                         kind="timeseries",
-                        queries=quantiles(
-                            f"resilience_redis_ping_duration_seconds_bucket{t}",
-                            "target",
-                            "{{target}}",
+                        queries=(
+                            Query(
+                                expr=rate(f"resilience_redis_ping_duration_seconds_sum{t}")
+                                + " / "
+                                + rate(f"resilience_redis_ping_duration_seconds_count{t}"),
+                                legend="{{target}} PING mean",
+                            ),
+                            *quantiles(
+                                f"resilience_probe_duration_seconds_bucket{t}",
+                                "target",
+                                "{{target}} probe",
+                            ),
                         ),
                         unit="s",
-                        description="Round trip of the exporter's PING: median, 95th and "
-                        "99th percentile.",
+                        description="Mean round trip of the exporter's PING, and the median, "
+                        "95th and 99th percentile of its whole probe (PING, then INFO and the "
+                        "rest in one round trip).",
                         width=24,
                     ),
                 ),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import redis.exceptions
 
 from resilience_exporter.classify.redis import classify_redis
-from resilience_exporter.families import HistogramAccumulator, Sample, family, sample
+from resilience_exporter.families import Sample, SummaryAccumulator, family, sample
 from resilience_exporter.pools import PoolStats, PoolTimings, pool_samples
 from resilience_exporter.probes.redis.client import RedisClients
 from resilience_exporter.probes.redis.commands import ServerQueries
@@ -20,8 +20,9 @@ from resilience_exporter.reasons import Failure
 
 PING_DURATION = family(
     "resilience_redis_ping_duration_seconds",
-    "Round trip of a PING on a pooled connection.",
-    "histogram", ("target",), group="redis",
+    "Round trip of a PING on a pooled connection (count and sum: rate(sum) / rate(count) is "
+    "the mean; the probe's own histogram has the tail).",
+    "summary", ("target",), group="redis",
 )  # fmt: skip
 
 
@@ -29,7 +30,7 @@ class RedisProbe:
     def __init__(self, target: RedisTarget) -> None:
         self.target = target
         self.timings = PoolTimings()
-        self.ping = HistogramAccumulator()
+        self.ping = SummaryAccumulator()
         self.clients = RedisClients(target, self.timings)
         self.queries = ServerQueries(target)
         self._started = time.monotonic()
