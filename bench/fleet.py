@@ -90,6 +90,8 @@ def _servers(options: Options) -> Iterator[tuple[list[RedisServer], PostgresServ
 
 
 def _exporters(config: str, options: Options, workdir: Path) -> list[Measured]:
+    """Every shard started at once, then each waited for: each reads the whole fleet's
+    configuration before it listens."""
     started: list[Measured] = []
     try:
         for index in range(options.shards):
@@ -102,8 +104,11 @@ def _exporters(config: str, options: Options, workdir: Path) -> list[Measured]:
                     PASSWORD_ENV,
                     args=[f"--shard.index={index}", f"--shard.count={options.shards}"],
                     name=f"resilience-exporter-{index}",
+                    answer_timeout=None,
                 )
             )
+        for exporter in started:
+            harness.wait_answering(exporter, timeout=max(60.0, options.targets * 0.03))
     except BaseException:
         for exporter in started:
             exporter.process.stop()

@@ -138,18 +138,27 @@ def start_process(
     workdir: Path,
     env: Mapping[str, str] | None = None,
     note: str = "",
+    answer_timeout: float | None = 60.0,
 ) -> Measured:
+    """Start the process and wait for it to answer (`answer_timeout` None: don't wait)."""
     # `env` execs the program in place (same PID): its environment without touching ours.
     with_env = ["env", *(f"{k}={v}" for k, v in (env or {}).items()), *argv]
     process = ServerProcess(name, with_env, log_path=workdir / f"{name}.log", cwd=workdir)
     process.start()
     measured = Measured(name=name, replaces=replaces, port=port, process=process, note=note)
-    try:
-        wait_until(measured.answering, timeout=60, interval=0.2, what=f"{name} to answer")
-    except BaseException:
-        process.stop()
-        raise
+    if answer_timeout is not None:
+        wait_answering(measured, timeout=answer_timeout)
     return measured
+
+
+def wait_answering(measured: Measured, *, timeout: float) -> None:
+    try:
+        wait_until(
+            measured.answering, timeout=timeout, interval=0.2, what=f"{measured.name} to answer"
+        )
+    except BaseException:
+        measured.process.stop()
+        raise
 
 
 def ours(
@@ -159,6 +168,7 @@ def ours(
     *,
     args: Sequence[str] = (),
     name: str = "resilience-exporter",
+    answer_timeout: float | None = 60.0,
 ) -> Measured:
     port = free_port()
     config_path = workdir / "resilience-exporter.yml"
@@ -166,7 +176,10 @@ def ours(
     argv = [sys.executable, "-m", "resilience_exporter", f"--web.listen-address=127.0.0.1:{port}",
             f"--config.file={config_path}", "--log.level=warn", *args]  # fmt: skip
     env = {**env, "PYTHONPATH": str(REPO)}
-    return start_process(name, argv, replaces="all", port=port, workdir=workdir, env=env)
+    return start_process(
+        name, argv, replaces="all", port=port, workdir=workdir, env=env,
+        answer_timeout=answer_timeout,
+    )  # fmt: skip
 
 
 def wait_ready(exporter: Measured, timeout: float) -> float:

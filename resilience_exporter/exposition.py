@@ -86,16 +86,16 @@ SEGMENT_TARGETS = 32
 
 @dataclass(frozen=True, slots=True)
 class _Segment:
-    """Part of one family: its header or a run of targets' lines, written and compressed."""
+    """Part of one family: its header or a run of targets' lines (the snapshots' own bytes,
+    not a copy), and those compressed."""
 
     members: tuple[bytes, ...]
-    plain: bytes
     deflated: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Build:
-    """The fleet's families in one format: the text in parts, and the same as one raw deflate
+    """The fleet's families in one format: the text's parts, and the same as one raw deflate
     stream flushed to a byte boundary but not finished, with the text's CRC-32 and length."""
 
     generation: int
@@ -144,15 +144,16 @@ class _Builder:
                     current[(name, index)] = _segment(previous.get((name, index)), members)
             self._segments[fmt] = current
             kept = set(map(id, previous.values()))
+            parts = tuple(part for segment in current.values() for part in segment.members)
             crc = 0
-            for segment in current.values():
-                crc = zlib.crc32(segment.plain, crc)
+            for part in parts:
+                crc = zlib.crc32(part, crc)
             builds[fmt] = Build(
                 generation=generation,
-                parts=tuple(segment.plain for segment in current.values()),
+                parts=parts,
                 deflated=b"".join(segment.deflated for segment in current.values()),
                 crc=crc,
-                size=sum(len(segment.plain) for segment in current.values()),
+                size=sum(map(len, parts)),
                 compressed=sum(1 for segment in current.values() if id(segment) not in kept),
                 cpu_seconds=time.thread_time() - started,
             )
@@ -162,11 +163,9 @@ class _Builder:
 def _segment(previous: _Segment | None, members: tuple[bytes, ...]) -> _Segment:
     if previous is not None and previous.members == members:
         return previous
-    plain = b"".join(members)
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return _Segment(
-        members, plain, compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    )
+    deflated = compressor.compress(b"".join(members)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return _Segment(members, deflated)
 
 
 class Exposition:

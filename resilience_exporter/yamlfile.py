@@ -15,6 +15,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 KeyPath = tuple[str | int, ...]
+# libyaml's parser when PyYAML has it (a fleet's file of 10,000 targets reads in a second
+# instead of ten); the same nodes, marks and errors either way.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,12 @@ class YamlDocument:
         self.lines: dict[KeyPath, int] = {}
         self.issues: list[ConfigIssue] = []
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=_LOADER)
             if node is None:
                 self.data: Any = {}
                 return
             self._index(node, ())
-            self.data = yaml.SafeLoader("").construct_document(node)
+            self.data = _LOADER("").construct_document(node)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark is not None else None

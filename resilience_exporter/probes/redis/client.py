@@ -120,6 +120,19 @@ async def _masters_and_quorum(client: Redis, service: str) -> tuple[Any, bool | 
     return masters, (False if str(quorum).startswith("NOQUORUM") else None)
 
 
+# redis-py gives every client its own table of some 250 reply parsers (about 14 KB); the
+# exporter's clients never change theirs, so clients with the same protocol share one table.
+_REPLY_PARSERS: dict[tuple[object, object], Any] = {}
+
+
+def _client(pool: TimedPool) -> Redis:
+    client = Redis(connection_pool=pool)
+    kwargs = pool.connection_kwargs
+    protocol = (kwargs.get("protocol"), kwargs.get("legacy_responses", True))
+    client.response_callbacks = _REPLY_PARSERS.setdefault(protocol, client.response_callbacks)
+    return client
+
+
 class RedisClients:
     def __init__(self, target: RedisTarget, timings: PoolTimings) -> None:
         self.target = target
@@ -210,7 +223,7 @@ class RedisClients:
 
     def _set_pool(self, pool: TimedPool) -> None:
         self.pool = pool
-        self.client = Redis(connection_pool=pool)
+        self.client = _client(pool)
 
     async def discover_master(self) -> tuple[str, int]:
         """Ask each Sentinel in turn for the service's master (as redis-py's discover_master
