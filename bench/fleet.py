@@ -200,12 +200,11 @@ def _measure(
         )
     )
     ups = _values(prometheus.query_range(f'up{{job="{JOB}"}}', start=start, end=end, step=step))
-    staleness = [
-        float(s["value"][1])
-        for s in prometheus.query(
-            "time() - max by (target) (resilience_last_success_timestamp_seconds)"
-        )
-    ]
+    # A target's staleness: how old its last success was when Prometheus scraped it (the
+    # series' own timestamp minus its value), over every scrape of the window.
+    last = "resilience_last_success_timestamp_seconds"
+    age = f"timestamp({last}) - {last}"
+    staleness = _values(prometheus.query_range(age, start=start, end=end, step=step))
     targets_up = prometheus.query("count(resilience_up == 1)")
     samples_scraped = _values(
         prometheus.query_range(
@@ -241,12 +240,13 @@ def _measure(
         "prometheus_scrapes_failed": sum(1 for value in ups if value != 1.0),
         "samples_per_scrape": max(samples_scraped, default=0),
         "extra_scrape_ms": harness.latency_summary(all_latencies),
-        "targets_seen": len(staleness),
+        "targets_seen": len(prometheus.query("max by (target) (resilience_up)")),
         "targets_up": int(float(targets_up[0]["value"][1])) if targets_up else 0,
         "staleness_seconds": {
             "p50": statistics.median(staleness),
             "max": max(staleness),
-            "fresh": sum(1 for age in staleness if age <= options.interval + timeout),
+            "stale_samples": sum(1 for age in staleness if age > options.interval + timeout),
+            "samples": len(staleness),
         },
         "cores": total_cores,
         "rss_bytes": total_rss,

@@ -9,7 +9,7 @@ from typing import Any
 
 MIB = 1024 * 1024
 NOISE = (
-    "Numbers from a shared 2-core machine (other test runs were going on): noisy. "
+    "Numbers from a 2-core VM, one run: timings vary from run to run by tens of percent. "
     "Load average at the end of the run: {load}."
 )
 
@@ -199,9 +199,10 @@ def fleet_markdown(result: dict[str, Any], command: str, *, image: str) -> str:
         f"| extra client's scrapes p50 / p99 | {_fmt(extra['p50_ms'], 1)} / "
         f"{_fmt(extra['p99_ms'], 1)} ms |",
         f"| targets seen by Prometheus / up | {result['targets_seen']} / {result['targets_up']} |",
-        f"| targets fresh (last success ≤ interval + timeout = {o['interval'] + timeout:g} s) "
-        f"| {stale['fresh']} |",
-        f"| staleness p50 / max | {_fmt(stale['p50'], 1)} / {_fmt(stale['max'], 1)} s |",
+        f"| staleness when scraped (age of the last success) p50 / max | "
+        f"{_fmt(stale['p50'], 1)} / {_fmt(stale['max'], 1)} s |",
+        f"| scraped samples older than interval + timeout ({o['interval'] + timeout:g} s) "
+        f"| {stale['stale_samples']} of {stale['samples']} |",
         f"| exporter CPU (all processes) | {_fmt(result['cores'], 3)} cores |",
         f"| exporter RSS (all processes) | {_fmt(result['rss_bytes'] / MIB, 1)} MiB |",
         f"| cost per target | {_fmt(result['cpu_ms_per_target_per_minute'], 2)} CPU ms/min, "
