@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -142,7 +143,21 @@ async def serve(service: Service, host: str | None, port: int, path: str) -> int
     return 0
 
 
+def _return_large_buffers_to_the_system() -> None:
+    """glibc serves big allocations from its heap once a big one was freed (its mmap
+    threshold moves up): the exposition's buffers, some MB each and made again at every
+    build, would then stay in the process' memory. A fixed threshold keeps them mmapped and
+    returned when freed. Elsewhere than glibc this does nothing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 256 * 1024)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _return_large_buffers_to_the_system()
     args = build_parser(os.environ).parse_args(argv)
     options = vars(args)
     logs.setup(options["log.level"], options["log.format"])

@@ -27,15 +27,22 @@ class WebState:
 STATE_KEY = web.AppKey("state", WebState)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     fmt = negotiate(request.headers.get("Accept"))
     gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
-    body = await state.service.exposition.body(fmt, gzip=gzip)
-    headers = {"Content-Type": fmt.content_type, "Vary": "Accept-Encoding"}
+    pieces = await state.service.exposition.body(fmt, gzip=gzip)
+    response = web.StreamResponse(
+        headers={"Content-Type": fmt.content_type, "Vary": "Accept-Encoding"}
+    )
     if gzip:
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers)
+        response.headers["Content-Encoding"] = "gzip"
+    response.content_length = sum(len(piece) for piece in pieces)
+    await response.prepare(request)
+    for piece in pieces:
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 async def probe(request: web.Request) -> web.Response:

@@ -98,8 +98,8 @@ def status() -> list[Sample]:
 async def served(exposition: Exposition, fmt: Format) -> bytes:
     """What a scrape gets, uncompressed; the gzip answer must decompress to the same bytes
     (apart from the process families, which move on their own)."""
-    plain = await exposition.body(fmt, gzip=False)
-    zipped = gzip.decompress(await exposition.body(fmt, gzip=True))
+    plain = b"".join(await exposition.body(fmt, gzip=False))
+    zipped = gzip.decompress(b"".join(await exposition.body(fmt, gzip=True)))
     assert without_process(zipped) == without_process(plain)
     return plain
 
@@ -159,9 +159,9 @@ async def test_process_and_status_families_stay_fresh_between_snapshots(
         return [sample(SHARD, float(collects[0]), index="0", count=shard["count"])]
 
     exposition = Exposition(store, live_status)
-    first = (await exposition.body(fmt, gzip=False)).decode()
+    first = (b"".join(await exposition.body(fmt, gzip=False))).decode()
     shard["count"] = "7"
-    second = gzip.decompress(await exposition.body(fmt, gzip=True)).decode()
+    second = gzip.decompress(b"".join(await exposition.body(fmt, gzip=True))).decode()
 
     assert 'resilience_exporter_shard{count="1",index="0"} 1.0' in first
     assert 'resilience_exporter_shard{count="7",index="0"} 2.0' in second
@@ -183,13 +183,13 @@ async def test_snapshots_are_joined_again_only_after_a_change(store: SnapshotSto
 
     store.latest = counting_latest  # type: ignore[method-assign]
     exposition = Exposition(store, status)
-    first = await exposition.body(Format.TEXT, gzip=False)
+    first = b"".join(await exposition.body(Format.TEXT, gzip=False))
     await exposition.body(Format.TEXT, gzip=False)
     await exposition.refresh()
     assert reads["n"] == 1
     store.put(snapshot("users-db", up=True, probes=9))
     await exposition.refresh()
-    assert await exposition.body(Format.TEXT, gzip=False) != first
+    assert b"".join(await exposition.body(Format.TEXT, gzip=False)) != first
     assert reads["n"] == 2
     await exposition.close()
 
@@ -212,7 +212,7 @@ async def test_the_background_builder_catches_up(store: SnapshotStore) -> None:
     await exposition.body(Format.TEXT, gzip=False)
     store.put(snapshot("users-db", up=True, probes=4))
     deadline = asyncio.get_running_loop().time() + 10
-    while b'target="users-db"} 1.0' not in await exposition.body(Format.TEXT, gzip=False):
+    while b'target="users-db"} 1.0' not in b"".join(await exposition.body(Format.TEXT, gzip=False)):
         assert asyncio.get_running_loop().time() < deadline, "the builder never caught up"
         await asyncio.sleep(0.05)
     await exposition.close()
@@ -291,6 +291,6 @@ async def test_a_build_compresses_only_the_segments_that_changed() -> None:
     assert second is not None
     assert second.compressed == 2, "only the changed target's run, in the two families that moved"
     reference = CLIENT_PYTHON[Format.OPENMETRICS](build_registry(lambda: written(store), status))
-    served = gzip.decompress(await exposition.body(Format.OPENMETRICS, gzip=True))
+    served = gzip.decompress(b"".join(await exposition.body(Format.OPENMETRICS, gzip=True)))
     assert without_process(served) == without_process(reference)
     await exposition.close()
