@@ -158,6 +158,9 @@ def _return_large_buffers_to_the_system() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _return_large_buffers_to_the_system()
+    # The exposition is built in a worker thread; a shorter GIL switch interval than the 5 ms
+    # default bounds how long a scrape waits behind it.
+    sys.setswitchinterval(0.001)
     args = build_parser(os.environ).parse_args(argv)
     options = vars(args)
     logs.setup(options["log.level"], options["log.format"])

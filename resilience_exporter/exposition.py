@@ -95,11 +95,11 @@ class _Segment:
 
 @dataclass(frozen=True, slots=True)
 class Build:
-    """The fleet's families in one format: the text's parts, and the same as one raw deflate
+    """The fleet's families in one format: its segments, and their text as one raw deflate
     stream flushed to a byte boundary but not finished, with the text's CRC-32 and length."""
 
     generation: int
-    parts: tuple[bytes, ...]
+    segments: tuple[_Segment, ...]
     deflated: bytes
     crc: int
     size: int
@@ -144,16 +144,20 @@ class _Builder:
                     current[(name, index)] = _segment(previous.get((name, index)), members)
             self._segments[fmt] = current
             kept = set(map(id, previous.values()))
-            parts = tuple(part for segment in current.values() for part in segment.members)
-            crc = 0
-            for part in parts:
-                crc = zlib.crc32(part, crc)
+            segments = tuple(current.values())
+            crc = size = 0
+            for segment in segments:
+                # A segment's text at a time: zlib lets go of the GIL over a few KB, so the
+                # event loop runs meanwhile.
+                plain = b"".join(segment.members)
+                crc = zlib.crc32(plain, crc)
+                size += len(plain)
             builds[fmt] = Build(
                 generation=generation,
-                parts=parts,
-                deflated=b"".join(segment.deflated for segment in current.values()),
+                segments=segments,
+                deflated=b"".join(segment.deflated for segment in segments),
                 crc=crc,
-                size=sum(map(len, parts)),
+                size=size,
                 compressed=sum(1 for segment in current.values() if id(segment) not in kept),
                 cpu_seconds=time.thread_time() - started,
             )
@@ -201,7 +205,7 @@ class Exposition:
         self._ensure_background()
         fresh = render(fmt, [*self._status(), *self._process.samples()])
         if not gzip:
-            return (*build.parts, fresh)
+            return (*(b"".join(segment.members) for segment in build.segments), fresh)
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         tail = compressor.compress(fresh) + compressor.flush(zlib.Z_FINISH)
         size = (build.size + len(fresh)) & 0xFFFFFFFF
