@@ -141,6 +141,7 @@ async def reload(request: web.Request) -> web.Response:
 
 def make_app(state: WebState) -> web.Application:
     app = web.Application(middlewares=[state.service.guard.middleware])
+    app.on_response_prepare.append(state.service.guard.add_headers)
     app[STATE_KEY] = state
     app.cleanup_ctx.append(state.service.lifecycle)
     app.router.add_get(state.telemetry_path, metrics)

@@ -499,12 +499,14 @@ class WebGuard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        config = self._config
-        response = await self._guard(request, handler, config)
-        for name, value in config.http_server_config.headers.items():
+        return await self._guard(request, handler, self._config)
+
+    async def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """An `on_response_prepare` signal, so that streamed responses, which send their
+        headers before the handler returns, carry the configured headers too."""
+        for name, value in self._config.http_server_config.headers.items():
             if value:
                 response.headers[name] = value
-        return response
 
     async def _guard(
         self, request: web.Request, handler: Handler, config: WebConfig
