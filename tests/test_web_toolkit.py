@@ -356,19 +356,27 @@ def test_unknown_user_and_cache_poisoning_are_refused(users_exporter: ExporterPr
 
 
 def test_configured_headers_are_sent(tmp_path: Path) -> None:
+    """On every answer, as exporter-toolkit's handler wrapper does: the streamed /metrics
+    (headers sent before the handler returns), plain pages, refusals and unknown paths."""
     exporter = start_exporter(tmp_path, TESTDATA / "web_config_headers.good.yml")
     try:
-        answer = request(exporter.port, None)
+        answers = {
+            path: request(exporter.port, None, path=path)
+            for path in ("/metrics", "/", "/-/healthy", "/probe", "/no-such-page")
+        }
     finally:
         exporter.stop()
-    assert answer.status == 200
-    for name, value in {
-        "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-        "X-Frame-Options": "deny",
-        "X-Content-Type-Options": "nosniff",
-        "X-XSS-Protection": "1",  # a YAML integer in the file
-    }.items():
-        assert answer.headers[name] == value
+    assert {path: answer.status for path, answer in answers.items()} == {
+        "/metrics": 200, "/": 200, "/-/healthy": 200, "/probe": 400, "/no-such-page": 404,
+    }  # fmt: skip
+    for answer in answers.values():
+        for name, value in {
+            "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+            "X-Frame-Options": "deny",
+            "X-Content-Type-Options": "nosniff",
+            "X-XSS-Protection": "1",  # a YAML integer in the file
+        }.items():
+            assert answer.headers[name] == value
 
 
 # --- cases newer exporter-toolkit releases test, made from the installed test data ----------
