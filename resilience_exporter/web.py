@@ -39,9 +39,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         response.headers["Content-Encoding"] = "gzip"
     response.content_length = sum(len(piece) for piece in pieces)
     await response.prepare(request)
-    for piece in pieces:
-        await response.write(piece)
-    await response.write_eof()
+    if request.method == "HEAD":  # a streamed body would be sent even to HEAD
+        return response
+    try:
+        for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the scraper gave up (its timeout): nothing to answer, nothing to log
     return response
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import os
 import socket
+import struct
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition, run_exporter
+from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Exposition, run_exporter
 
 import resilience_exporter
 from scripts.testservers.postgres import PostgresServer
@@ -133,3 +135,31 @@ def test_http_endpoints(workdir: Path) -> None:
         assert status == 200
         assert "text/html" in headers["Content-Type"]
         assert "host" in landing
+
+
+def test_head_and_a_scraper_that_hangs_up(workdir: Path) -> None:
+    """HEAD gets the headers and no body, so the next request on the same connection is
+    read as a request; a scraper that closes the connection while the body is on its way
+    (Prometheus at its scrape timeout) costs neither an error log nor the exporter."""
+    with ExporterProcess(workdir, config="host: {enabled: true}\n") as exp:
+        conn = http.client.HTTPConnection("127.0.0.1", exp.port, timeout=5)
+        try:
+            conn.request("HEAD", "/metrics", headers=PROMETHEUS_HEADERS)
+            head = conn.getresponse()
+            assert head.status == 200
+            assert int(head.headers["Content-Length"]) > 0
+            assert head.read() == b""
+            conn.request("GET", "/-/healthy")
+            after = conn.getresponse()
+            assert (after.status, after.read()) == (200, b"Healthy\n")
+        finally:
+            conn.close()
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", exp.port), timeout=5) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n\r\n")
+                sock.recv(64)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert exp.get("/-/healthy")[0] == 200
+        assert exp.scrape().has("resilience_exporter_build_info")
+        assert "Error handling request" not in exp.logs()
