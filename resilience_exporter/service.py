@@ -28,6 +28,7 @@ from resilience_exporter import multitarget
 from resilience_exporter.config import TargetConfig
 from resilience_exporter.exposition import Exposition
 from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.probethread import ProbeThread
 from resilience_exporter.runtime import Runtime, Snapshot, SnapshotStore
 from resilience_exporter.sharding import Shard, assigned_targets
 from resilience_exporter.webconfig import (
@@ -99,6 +100,7 @@ class Service:
         self.config = config
         self.store = SnapshotStore()
         self.runtime = Runtime(assigned_targets(config, options.shard), self.store)
+        self.probes = ProbeThread(self.runtime)
         self.exposition = Exposition(self.store, self.status_samples)
         self.guard = WebGuard(web_config, unauthenticated_paths=UNAUTHENTICATED_PATHS)
         tls = web_config.tls_server_config
@@ -117,14 +119,15 @@ class Service:
         )
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
-        """The probes run while the web application does (aiohttp's `cleanup_ctx`)."""
-        self.runtime.start()
+        """The probes run while the web application does (aiohttp's `cleanup_ctx`), on their
+        own event loop (`probethread`)."""
+        self.probes.start()
         self._settle()
         yield
         if self._settling is not None:
             self._settling.cancel()
         await self.exposition.close()
-        await self.runtime.stop()
+        await self.probes.stop()
 
     def _settle(self) -> None:
         """Once every target has been probed, move the objects that exist by then (clients,
@@ -136,7 +139,7 @@ class Service:
             self._settling.cancel()
 
         async def freeze_when_ready() -> None:
-            await self.runtime.wait_ready()
+            await self.probes.run(self.runtime.wait_ready())
             gc.collect()
             gc.freeze()
 
@@ -185,7 +188,7 @@ class Service:
             self.guard.config = web_config
             # Retired targets' objects must be collectable again; settled anew below.
             gc.unfreeze()
-            await self.runtime.apply(assigned_targets(config, self.options.shard))
+            await self.probes.run(self.runtime.apply(assigned_targets(config, self.options.shard)))
             self._settle()
             self.config = config
             self.last_reload_ok = True
