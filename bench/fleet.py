@@ -209,6 +209,7 @@ def _measure(
     age = f"timestamp({last}) - {last}"
     staleness = _values(prometheus.query_range(age, start=start, end=end, step=step))
     targets_up = prometheus.query("count(resilience_up == 1)")
+    down = prometheus.query("count by (kind, reason) (resilience_up == 0)")
     samples_scraped = _values(
         prometheus.query_range(
             f'scrape_samples_scraped{{job="{JOB}"}}', start=end - step, end=end, step=step
@@ -246,6 +247,12 @@ def _measure(
         "extra_scrape_ms": harness.latency_summary(all_latencies),
         "targets_seen": len(prometheus.query("max by (target) (resilience_up)")),
         "targets_up": int(float(targets_up[0]["value"][1])) if targets_up else 0,
+        "targets_down_by_kind_and_reason": {
+            f"{r['metric'].get('kind', '')}/{r['metric'].get('reason', '')}": int(
+                float(r["value"][1])
+            )
+            for r in down
+        },
         "staleness_seconds": {
             "p50": statistics.median(staleness),
             "max": max(staleness),

@@ -173,6 +173,7 @@ def fleet_markdown(result: dict[str, Any], command: str, *, image: str) -> str:
     prom = result["prometheus_scrape_seconds"]
     extra = result["extra_scrape_ms"]
     stale = result["staleness_seconds"]
+    down = result.get("targets_down_by_kind_and_reason", {})
     timeout = min(5.0, o["interval"])
     out = [
         f"# A fleet scraped by Prometheus ({_when(result)})",
@@ -201,6 +202,9 @@ def fleet_markdown(result: dict[str, Any], command: str, *, image: str) -> str:
         f"| extra client's scrapes p50 / p99 | {_fmt(extra['p50_ms'], 1)} / "
         f"{_fmt(extra['p99_ms'], 1)} ms |",
         f"| targets seen by Prometheus / up | {result['targets_seen']} / {result['targets_up']} |",
+        "| targets down at the end, by kind/reason | "
+        + (", ".join(f"{k}: {n}" for k, n in sorted(down.items())) or "none")
+        + " |",
         f"| staleness when scraped (age of the last success) p50 / max | "
         f"{_fmt(stale['p50'], 1)} / {_fmt(stale['max'], 1)} s |",
         f"| scraped samples older than interval + timeout ({o['interval'] + timeout:g} s) "
