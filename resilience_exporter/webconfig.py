@@ -497,10 +497,6 @@ class WebGuard:
         limit = config.rate_limit
         self._bucket = TokenBucket(limit.interval, limit.burst) if limit.interval > 0 else None
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await self._guard(request, handler, self._config)
-
     async def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """An `on_response_prepare` signal, so that streamed responses, which send their
         headers before the handler returns, carry the configured headers too."""
@@ -508,9 +504,9 @@ class WebGuard:
             if value:
                 response.headers[name] = value
 
-    async def _guard(
-        self, request: web.Request, handler: Handler, config: WebConfig
-    ) -> web.StreamResponse:
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        config = self._config
         if request.path in self.unauthenticated_paths:
             return await handler(request)
         if self._bucket is not None and not self._bucket.take():
