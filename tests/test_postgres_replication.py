@@ -114,7 +114,25 @@ def write_and_catch_up(replication: Replication) -> None:
     """A transaction on the primary, replayed on the standby: from then on the standby has
     a last replayed transaction to date its lag by."""
     replication.primary.execute("INSERT INTO orders (note) VALUES ('first')")
+    ((written,),) = replication.primary.execute("SELECT pg_current_wal_lsn()::text")
+    # Waited for on the standby itself: the exporter's view of an idle pair (no lag) reads
+    # "caught up" before the insert has even reached the standby.
+    wait_until(
+        lambda: replayed(replication.standby, written),
+        timeout=DEADLINE,
+        what=f"the standby to replay up to {written}",
+    )
     replication.exporter.wait_for("the standby caught up", caught_up, timeout=DEADLINE)
+
+
+def replayed(standby: PostgresServer, lsn: str) -> bool:
+    ((done,),) = standby.execute(
+        sql.SQL(
+            "SELECT pg_last_wal_replay_lsn() >= {}::pg_lsn"
+            " AND pg_last_xact_replay_timestamp() IS NOT NULL"
+        ).format(sql.Literal(lsn))
+    )
+    return bool(done)
 
 
 def caught_up(e: Exposition) -> bool:
