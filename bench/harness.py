@@ -266,11 +266,15 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
 
 
 def pin(pid: int, cpus: set[int]) -> None:
-    """Pin a process and everything it has forked so far (later forks inherit it)."""
+    """Pin a process, every thread it has and everything it has forked so far (later
+    threads and forks inherit it). Each thread is pinned on its own: the system call pins
+    only the thread it names, and a process's PID names its main thread alone."""
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess):
-            proc.cpu_affinity(sorted(cpus))
+            for thread in proc.threads():
+                with contextlib.suppress(ProcessLookupError):  # the thread has ended
+                    os.sched_setaffinity(thread.id, cpus)
 
 
 def load_average() -> tuple[float, float, float]:

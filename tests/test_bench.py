@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from bench import compare, fleet, report, scale
+import psutil
+import pytest
+
+from bench import compare, fleet, harness, report, scale
+from scripts.testservers.base import wait_until
 
 POSITIVE_PER_EXPORTER = (
     "p50_ms", "p99_ms", "mean_ms", "rss_bytes", "series", "bytes_per_scrape", "scrapes",
@@ -104,3 +111,37 @@ def test_fleet_report_and_plot(tmp_path: Path) -> None:
     fleet.plot(result, tmp_path / "results" / "fleet.png")
     assert (tmp_path / "results" / "fleet.png").read_bytes().startswith(b"\x89PNG")
     assert "Prometheus `scrape_duration_seconds`" in (tmp_path / "results" / "fleet.md").read_text()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="pinning needs two CPUs to show")
+def test_pin_holds_every_thread_of_a_process_and_its_children() -> None:
+    """The fleet's "one core" rests on this: a multi-threaded process (the exporter's probe
+    and build threads, Prometheus' Go threads) pinned by its PID had only its main thread
+    pinned."""
+    threads = (
+        "import os, threading, time\n"
+        "for _ in range(2): threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "if os.fork() == 0: time.sleep(30)\n"
+        "time.sleep(30)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", threads])
+    try:
+        root = psutil.Process(process.pid)
+        wait_until(
+            lambda: root.num_threads() == 3 and len(root.children()) == 1,
+            timeout=10.0,
+            what="the threads and the child",
+        )
+        harness.pin(process.pid, {0})
+        pinned = {
+            thread.id: os.sched_getaffinity(thread.id)
+            for proc in (root, *root.children())
+            for thread in proc.threads()
+        }
+        assert len(pinned) == 4
+        assert all(cpus == {0} for cpus in pinned.values()), pinned
+    finally:
+        for child in psutil.Process(process.pid).children():
+            child.kill()
+        process.kill()
+        process.wait()
