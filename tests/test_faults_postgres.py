@@ -79,8 +79,9 @@ def test_server_out_of_connection_slots(small_server: PostgresServer, workdir: P
         # pool loses its connection and must open a new one: there is no slot left for it.
         hog = psycopg.connect(pg.dsn("app", "app-pw"))
         try:
+            # Waits (up to 5 s) for the backend to exit: its slot is free once this returns.
             pg.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                 "WHERE application_name = 'resilience-exporter'"
             )
             second = psycopg.connect(pg.dsn("app", "app-pw"))

@@ -184,8 +184,13 @@ def test_pool_sizes_and_waiters_match_the_service(
             "workers": {"in_use": WORKERS_MAX, "idle": 0, "pending": 1, **workers},
         },
     )
-    # The pool's connections are PostgreSQL's sessions: the server counts the same.
-    assert postgres.backends(APPLICATION_NAME) == ORDERS_MAX
+    # The pool's connections are PostgreSQL's sessions: the server counts the same, once
+    # their logins finish (pg.Pool counts a client from the moment it starts connecting).
+    wait_until(
+        lambda: postgres.backends(APPLICATION_NAME) == ORDERS_MAX,
+        timeout=30,
+        what=f"{ORDERS_MAX} sessions of {APPLICATION_NAME} on the server",
+    )
 
     service.request("POST", "/pools/orders/release")
     service.request("POST", "/pools/workers/release")

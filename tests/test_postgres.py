@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, promtool_check_metrics, up_is
+from exporter_process import ExporterProcess, Exposition, promtool_check_metrics, up_is
 
 from scripts.testservers.postgres import PostgresServer
 
@@ -85,14 +86,14 @@ def test_families_and_plausible_values(postgres: PostgresServer, workdir: Path) 
 def test_pool_never_exceeds_its_max(postgres: PostgresServer, workdir: Path) -> None:
     config = pg_config(postgres, max_size=1, name="capped")
     with ExporterProcess(workdir, config=config, env={"PGPW": MONITOR_PASSWORD}) as exp:
-        for _ in range(3):
-            exp.wait_for(
-                "a probe",
-                lambda e: (
-                    (e.value("resilience_probe_duration_seconds_count", target="capped") or 0) >= 1
-                ),
-                timeout=20,
+
+        def probed(times: int) -> Callable[[Exposition], bool]:
+            return lambda e: (
+                (e.value("resilience_probe_duration_seconds_count", target="capped") or 0) >= times
             )
+
+        for times in (1, 2, 3):
+            exp.wait_for(f"probe number {times}", probed(times), timeout=20)
             assert postgres.backends("resilience-exporter") <= 1
 
 

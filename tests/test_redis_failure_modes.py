@@ -30,6 +30,7 @@ from scripts.testservers.redis import RedisCluster, RedisServer, SentinelServer
 JOB = "resilience-exporter"
 PASSWORD = "Failure-Modes-Pw-41d7"
 BACKLOG = 16 * 1024  # the smallest repl-backlog-size Redis accepts
+REPL_TIMEOUT = 5  # the replica's: how long a silent master keeps its link up
 # Let a test CONFIG SET dir (a protected setting since Redis 7) and record latency spikes.
 DEBUGGABLE = ("enable-protected-configs local", "latency-monitor-threshold 1")
 # A Lua loop the server spends tens of milliseconds in: a "command" latency spike.
@@ -212,10 +213,17 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]
     )
     with (
         RedisServer(
-            password=PASSWORD, extra_config=[*DEBUGGABLE, f"repl-backlog-size {BACKLOG}"]
+            password=PASSWORD,
+            # Pings every second: a replica that hears nothing for its repl-timeout drops the
+            # link, which with the default 10 s would happen whenever no test writes.
+            extra_config=[
+                *DEBUGGABLE,
+                f"repl-backlog-size {BACKLOG}",
+                "repl-ping-replica-period 1",
+            ],
         ) as master,
         RedisServer(
-            password=PASSWORD, replica_of=master, extra_config=["repl-timeout 2"]
+            password=PASSWORD, replica_of=master, extra_config=[f"repl-timeout {REPL_TIMEOUT}"]
         ) as replica,
         ExporterProcess(
             workdir,
@@ -353,7 +361,8 @@ def test_a_frozen_replica_falls_behind_and_catches_up(replicated: Replicated) ->
 
 def test_a_hung_master_ages_the_link_then_drops_it(replicated: Replicated) -> None:
     """SIGSTOP on the master: the replica hears nothing (last I/O grows), drops the link
-    after its repl-timeout (2 s here) and counts the seconds it has been down."""
+    after its repl-timeout (5 s here, so that probes every second see the last I/O age) and
+    counts the seconds it has been down."""
     exporter, prometheus = replicated.exporter, replicated.prometheus
     t = {"target": "secondary"}
     replicated.master.freeze()
