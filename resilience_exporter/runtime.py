@@ -1,4 +1,5 @@
-"""Probing in the background: one task per target, on its interval, under its timeout.
+"""Probing in the background: every target on its interval, under its timeout (a task while
+its probe runs, a timer in between).
 
 Each round publishes an immutable `Snapshot`; scrapes only ever read the latest ones.
 """
@@ -6,6 +7,7 @@ Each round publishes an immutable `Snapshot`; scrapes only ever read the latest 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -85,6 +87,16 @@ class Snapshot:
     phase: float = 0.0
 
 
+def next_slot(previous: float, interval: float, *, now: float) -> float:
+    """When the round after the one due at `previous` is due: an interval later, or, after a
+    round slower than that, the first slot of the same grid still ahead (a slow probe skips
+    the slots it missed rather than bursting to catch up)."""
+    due = previous + interval
+    if due < now:
+        due = now + interval - ((now - due) % interval)
+    return due
+
+
 class TargetRunner:
     """Probes one target forever, behind its circuit breaker, and publishes a snapshot after
     each interval: a probe's result, or a call rejected by the open breaker (no I/O at all:
@@ -107,6 +119,13 @@ class TargetRunner:
         self.last_success: float | None = None
         self.first_round = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._next_at = 0.0
+        self._stopped = False
+        # Created once: a timer per round would otherwise carry a new bound method and a
+        # copy of the context each, objects that live an interval.
+        self._start_round = self._round_due
+        self._timer_context = contextvars.Context()
         self._calls = Abandoner(timeout=config.timeout_seconds)
         self._writer = LineWriter()
         self.phase = 0.0
@@ -118,21 +137,36 @@ class TargetRunner:
 
     def start(self, *, delay: float = 0.0) -> None:
         """Probe forever, the first time after `delay` seconds."""
-        self._task = asyncio.create_task(self._loop(delay), name=f"probe:{self.name}")
+        self._task = asyncio.create_task(self._first_round(delay), name=f"probe:{self.name}")
 
-    async def _loop(self, delay: float) -> None:
+    async def _first_round(self, delay: float) -> None:
         await self._open_probe()
         await asyncio.sleep(delay)
-        interval = self.config.interval_seconds
-        next_at = time.monotonic()
-        self.phase = next_at % interval
-        while True:
+        self._next_at = asyncio.get_running_loop().time()
+        self.phase = self._next_at % self.config.interval_seconds
+        await self._round()
+
+    async def _round(self) -> None:
+        """One probe, then a timer for the next. Between rounds a target holds a timer, not a
+        sleeping task: with thousands of targets, sleeping tasks (each with its coroutine,
+        future and timer) outlive an interval and make every full garbage collection longer."""
+        try:
             await self.run_once()
-            next_at += interval
-            now = time.monotonic()
-            if next_at < now:  # a slow probe: skip the missed slots, don't burst to catch up
-                next_at = now + interval - ((now - next_at) % interval)
-            await asyncio.sleep(next_at - now)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a defect, not a target's failure: keep probing on schedule
+            log.exception("probe round failed", extra={"target": self.name})
+        if self._stopped:
+            return
+        loop = asyncio.get_running_loop()
+        self._next_at = next_slot(self._next_at, self.config.interval_seconds, now=loop.time())
+        self._timer = loop.call_at(self._next_at, self._start_round, context=self._timer_context)
+        self._task = None
+
+    def _round_due(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._task = asyncio.create_task(self._round(), name=f"probe:{self.name}")
 
     @property
     def breaker_enabled(self) -> bool:
@@ -255,9 +289,14 @@ class TargetRunner:
         return snapshot
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await self._calls.cancel()
         await self._close_probe(grace=5.0)
 
