@@ -18,6 +18,13 @@ def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _down(step: dict[str, Any]) -> str:
+    """How many targets were down at the end of a scale step, and why (`resilience_up`'s
+    reason)."""
+    reasons = ", ".join(f"{r} {n}" for r, n in step["targets_down_by_reason"].items())
+    return f"{step['targets_down_at_end']}" + (f" ({reasons})" if reasons else "")
+
+
 def _when(result: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result["started_at"]))
 
@@ -142,7 +149,7 @@ def scale_markdown(result: dict[str, Any], command: str) -> str:
         ),
         "",
         "| targets | first round done after s | every cycle in its interval | max staleness s "
-        "| probes/target | failed probes | CPU s/min | CPU ms/min per target | RSS MiB "
+        "| probes/target | targets down at the end | CPU s/min | CPU ms/min per target | RSS MiB "
         "| RSS KiB per target | /metrics p50 ms | p99 ms | bytes/scrape |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -151,7 +158,7 @@ def scale_markdown(result: dict[str, Any], command: str) -> str:
             f"| {r['targets']} | {_fmt(r['seconds_to_ready'], 1)} "
             f"| {'yes' if r['all_cycles_in_interval'] else 'NO'} "
             f"| {_fmt(r['max_staleness_seconds'])} | {_fmt(r['probes_per_target_min'], 0)}"
-            f"-{_fmt(r['probes_per_target_max'], 0)} | {r['failed_probes']} "
+            f"-{_fmt(r['probes_per_target_max'], 0)} | {_down(r)} "
             f"| {_fmt(r['cpu_seconds_per_minute'], 3)} "
             f"| {_fmt(r['cpu_seconds_per_minute'] * 1000 / r['targets'], 2)} "
             f"| {_fmt(r['rss_bytes'] / MIB, 1)} | {_fmt(r['rss_bytes'] / 1024 / r['targets'], 1)} "
@@ -159,7 +166,7 @@ def scale_markdown(result: dict[str, Any], command: str) -> str:
         )
     out += [
         "",
-        "A cycle is inside its interval when every target kept its schedule: no failed probe, "
+        "A cycle is inside its interval when every target kept its schedule: none down at the end, "
         "each target probed at least (measured seconds / interval) - 1 times, and no target's "
         "last success older than interval + timeout at the end.",
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ def _schedule(body: bytes) -> dict[str, Any]:
     counts: dict[str, float] = {}
     staleness: dict[str, float] = {}
     up: dict[str, float] = {}
+    down_reasons: Counter[str] = Counter()
     for fam in text_string_to_metric_families(body.decode()):  # type: ignore[no-untyped-call]
         for s in fam.samples:
             if s.labels.get("kind") != "postgres" or "target" not in s.labels:
@@ -68,7 +70,9 @@ def _schedule(body: bytes) -> dict[str, Any]:
                 staleness[target] = now - s.value
             elif s.name == "resilience_up":
                 up[target] = s.value
-    return {"counts": counts, "staleness": staleness, "up": up}
+                if s.value != 1.0:
+                    down_reasons[s.labels.get("reason") or "unknown"] += 1
+    return {"counts": counts, "staleness": staleness, "up": up, "down_reasons": down_reasons}
 
 
 def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[str, Any]:
@@ -95,11 +99,11 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
         exporter.process.stop()
     probes = [last["counts"][t] - first["counts"].get(t, 0) for t in last["counts"]]
     expected = measured / options.interval - 1
-    failed = sum(1 for v in last["up"].values() if v != 1.0)
+    down = sum(1 for v in last["up"].values() if v != 1.0)
     max_staleness = max(last["staleness"].values(), default=float("inf"))
     in_interval = (
         len(last["counts"]) == n
-        and failed == 0
+        and down == 0
         and min(probes) >= expected
         and max_staleness <= options.interval + timeout
     )
@@ -108,7 +112,8 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
         "measured_seconds": measured,
         "seconds_to_ready": seconds_to_ready,
         "all_cycles_in_interval": in_interval,
-        "failed_probes": failed,
+        "targets_down_at_end": down,
+        "targets_down_by_reason": dict(sorted(last["down_reasons"].items())),
         "probes_per_target_min": min(probes),
         "probes_per_target_max": max(probes),
         "max_staleness_seconds": max_staleness,

@@ -86,6 +86,7 @@ def test_scale_report_and_plot(tmp_path: Path) -> None:
             assert positive(step[key]), (step["targets"], key)
         assert isinstance(step["all_cycles_in_interval"], bool)
         assert step["probes_per_target_max"] >= step["probes_per_target_min"] >= 0
+        assert sum(step["targets_down_by_reason"].values()) == step["targets_down_at_end"]
     markdown = report.scale_markdown(result, "make bench-scale")
     report.write(result, markdown, tmp_path / "results", "scale")
     scale.plot(result, tmp_path / "results" / "scale.png")
