@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -31,6 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from tests_support import eventually
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
@@ -143,14 +143,6 @@ def test_sqlalchemy_timeouts_invalidations_and_connect_errors(postgres: Postgres
     finally:
         engine.dispose()
         wrong.dispose()
-
-
-async def eventually(predicate: Callable[[], bool], what: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_sqlalchemy_async_engine(postgres: PostgresServer) -> None:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+import pytest
+
 from scripts.testservers.base import wait_until
 from scripts.testservers.prometheus import PrometheusServer
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 30) -> None:
+    """Poll `predicate` without blocking the event loop; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
