@@ -57,7 +57,6 @@ def _schedule(body: bytes) -> dict[str, Any]:
     now = time.time()
     counts: dict[str, float] = {}
     staleness: dict[str, float] = {}
-    up: dict[str, float] = {}
     down_reasons: Counter[str] = Counter()
     for fam in text_string_to_metric_families(body.decode()):  # type: ignore[no-untyped-call]
         for s in fam.samples:
@@ -68,11 +67,9 @@ def _schedule(body: bytes) -> dict[str, Any]:
                 counts[target] = s.value
             elif s.name == "resilience_last_success_timestamp_seconds":
                 staleness[target] = now - s.value
-            elif s.name == "resilience_up":
-                up[target] = s.value
-                if s.value != 1.0:
-                    down_reasons[s.labels.get("reason") or "unknown"] += 1
-    return {"counts": counts, "staleness": staleness, "up": up, "down_reasons": down_reasons}
+            elif s.name == "resilience_up" and s.value != 1.0:
+                down_reasons[s.labels.get("reason") or "unknown"] += 1
+    return {"counts": counts, "staleness": staleness, "down_reasons": down_reasons}
 
 
 def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[str, Any]:
@@ -99,7 +96,7 @@ def _step(pg: PostgresServer, n: int, options: Options, workdir: Path) -> dict[s
         exporter.process.stop()
     probes = [last["counts"][t] - first["counts"].get(t, 0) for t in last["counts"]]
     expected = measured / options.interval - 1
-    down = sum(1 for v in last["up"].values() if v != 1.0)
+    down = last["down_reasons"].total()
     max_staleness = max(last["staleness"].values(), default=float("inf"))
     in_interval = (
         len(last["counts"]) == n
