@@ -190,6 +190,7 @@ class Exposition:
         self._latest: dict[Format, Build] = {}
         self._requested_at = dict.fromkeys(Format, 0.0)
         self._building: asyncio.Future[dict[Format, Build]] | None = None
+        self._building_formats: frozenset[Format] = frozenset()
         self._background: asyncio.Task[None] | None = None
         self.last_build_cpu_seconds = 0.0
         self.builds = 0
@@ -201,7 +202,7 @@ class Exposition:
         self._requested_at[fmt] = time.monotonic()
         build = self._latest.get(fmt)
         if build is None:  # the first scrape of this format waits for its first build
-            build = (await self._build())[fmt]
+            build = (await self._build(including=fmt))[fmt]
         self._ensure_background()
         fresh = render(fmt, [*self._status(), *self._process.samples()])
         if not gzip:
@@ -217,19 +218,31 @@ class Exposition:
         now = time.monotonic()
         return [fmt for fmt, at in self._requested_at.items() if now - at < _WANTED_SECONDS]
 
-    async def _build(self) -> dict[Format, Build]:
-        """One build of the formats wanted, in a worker thread; concurrent callers share it."""
-        if self._building is None or self._building.done():
-            self.builds += 1
-            self._building = asyncio.ensure_future(
-                asyncio.to_thread(
-                    self._builder.build,
-                    self._store.latest(),
-                    self._store.generation,
-                    self._wanted(),
+    async def _build(self, *, including: Format | None = None) -> dict[Format, Build]:
+        """One build of the formats wanted, in a worker thread; concurrent callers share it.
+        A caller needing a format that the build under way leaves out (it started before the
+        format was first scraped) waits for that build to end, then starts the next."""
+        while True:
+            if self._building is None or self._building.done():
+                formats = self._wanted()
+                if including is not None and including not in formats:
+                    formats.append(including)
+                self.builds += 1
+                self._building_formats = frozenset(formats)
+                self._building = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        self._builder.build,
+                        self._store.latest(),
+                        self._store.generation,
+                        formats,
+                    )
                 )
-            )
-        builds = await asyncio.shield(self._building)
+            building = self._building
+            if including is None or including in self._building_formats:
+                break
+            # Its outcome is its own callers' to take; a cancelled scrape leaves it running.
+            await asyncio.wait((building,))
+        builds = await asyncio.shield(building)
         self.last_build_cpu_seconds = max((b.cpu_seconds for b in builds.values()), default=0.0)
         for fmt, build in builds.items():
             latest = self._latest.get(fmt)

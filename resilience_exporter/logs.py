@@ -1,8 +1,9 @@
 """Structured logs (logfmt or JSON) for our own records and every library's, secrets masked.
 
 Every record becomes `ts`, `level`, `logger`, `msg`, then the fields given with
-`extra={...}`, then `err` when an exception came with it; strings and exceptions go through
-`secrets.redact` on the way out.
+`extra={...}`, then `err` and `at` (the module and line it was raised at: no code, no values)
+when an exception came with it; strings and exceptions go through `secrets.redact` on the way
+out.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal
 
 from resilience_exporter.secrets import redact
@@ -25,6 +27,16 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 }
 
 
+def raised_at(traceback: TracebackType | None) -> str | None:
+    """`module:line` of the innermost frame: where an unexpected exception (a defect) came from."""
+    if traceback is None:
+        return None
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = traceback.tb_frame.f_globals.get("__name__", "?")
+    return f"{module}:{traceback.tb_lineno}"
+
+
 def fields(record: logging.LogRecord) -> dict[str, Any]:
     """The record as the fields a line shows, in order, masked; None values are left out."""
     out: dict[str, Any] = {
@@ -37,6 +49,7 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
         out["err"] = f"{type(exc).__name__}: {exc}"
+        out["at"] = raised_at(exc.__traceback__)
     masked: dict[str, Any] = {}
     for key, value in out.items():
         if value is None:

@@ -207,6 +207,26 @@ async def test_a_scrape_never_builds_once_a_build_exists(store: SnapshotStore) -
     await exposition.close()
 
 
+@pytest.mark.parametrize("first", FORMATS)
+async def test_a_format_first_scraped_during_a_build_of_another_gets_its_own(
+    store: SnapshotStore, first: Format
+) -> None:
+    """A format's first scrape may come while a build of the formats wanted before it is under
+    way (Prometheus scraping OpenMetrics, then someone running `promtool check metrics`): the
+    scrape waits for a build that includes its format instead of sharing one that does not."""
+    other = Format.TEXT if first is Format.OPENMETRICS else Format.OPENMETRICS
+    exposition = Exposition(store, status, min_interval=3600)
+    first_scrape = asyncio.create_task(exposition.body(first, gzip=False))
+    await asyncio.sleep(0)  # the first scrape's build is under way, not done
+    assert not first_scrape.done()
+    second = b"".join(await exposition.body(other, gzip=False))
+    for fmt, body in ((first, b"".join(await first_scrape)), (other, second)):
+        reference = CLIENT_PYTHON[fmt](build_registry(lambda: written(store), status))
+        assert without_process(body) == without_process(reference)
+    assert exposition.builds == 2
+    await exposition.close()
+
+
 async def test_the_background_builder_catches_up(store: SnapshotStore) -> None:
     exposition = Exposition(store, status, min_interval=0.05)
     await exposition.body(Format.TEXT, gzip=False)

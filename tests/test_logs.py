@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,12 @@ def test_json_line_and_exception() -> None:
     assert list(fields)[:4] == ["ts", "level", "logger", "msg"]
     assert fields["ts"].endswith("Z")
     assert fields["err"].startswith("ValueError: bad password")
+    raise_line = next(
+        number
+        for number, text in enumerate(Path(__file__).read_text().splitlines(), start=1)
+        if text.strip().startswith("raise ValueError(")
+    )
+    assert fields["at"] == f"{__name__}:{raise_line}", "the module and line it was raised at"
     assert SECRET not in line
 
 
