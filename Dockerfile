@@ -20,11 +20,20 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python3 -m venv /opt/resilience-exporter
+# What the package runs with, exactly as uv.lock says (exported by `make lock`), hashes checked;
+# then the package itself, built from the source with the locked build backend.
+# psycopg[binary] ships libpq in its wheel: no compiler or libpq-dev needed.
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
 COPY pyproject.toml README.md ./
 COPY resilience_exporter ./resilience_exporter
-# psycopg[binary] ships libpq in its wheel: no compiler or libpq-dev needed.
 # hadolint ignore=SC2086
-RUN /opt/resilience-exporter/bin/pip install ${PIP_INSTALL_OPTIONS} . \
+RUN /opt/resilience-exporter/bin/pip install ${PIP_INSTALL_OPTIONS} --require-hashes --no-deps \
+        --requirement requirements/runtime.txt \
+    && /opt/resilience-exporter/bin/pip install ${PIP_INSTALL_OPTIONS} --require-hashes --no-deps \
+        --target /tmp/build-backend --requirement requirements/build.txt \
+    && PYTHONPATH=/tmp/build-backend /opt/resilience-exporter/bin/pip install ${PIP_INSTALL_OPTIONS} \
+        --no-deps --no-build-isolation . \
+    && rm -rf /tmp/build-backend \
     && /opt/resilience-exporter/bin/pip uninstall --yes pip setuptools \
     && /opt/resilience-exporter/bin/python -m compileall -q /opt/resilience-exporter
 

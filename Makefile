@@ -1,17 +1,59 @@
-# The two commands of the README: `make demo` and `make test`. Both install what they need.
+# The two commands of the README: `make demo` and `make test`. Both install what they need, from
+# the lock (uv.lock, with hashes): what is installed is what the lock says, not the day's
+# releases. `make lock` writes the lock after a change to pyproject.toml, `make lock-upgrade`
+# moves it to the newest releases within pyproject.toml's ranges.
 PYTHON ?= python3
+# The two ends of the Python range (pyproject.toml's requires-python and the newest tested).
+FLOOR_PYTHON ?= 3.11
+LATEST_PYTHON ?= $(shell for v in 3.14 3.13 3.12; do command -v python$$v >/dev/null && python$$v -c pass 2>/dev/null && echo $$v && break; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# uv, pinned with its hashes in requirements/uv.txt, installed with pip into a venv of its own.
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+FLOOR := .venv-floor
+LATEST := .venv-latest
+# uv never downloads a Python here: the machine's interpreters are the ones tested.
+export UV_PYTHON_DOWNLOADS := never
+# The package's tests with the chart's, the rules', the dashboards' and the bench's left out
+# (tests/conftest.py): those test the tools around the package, which `make test` runs with
+# the lock.
+PACKAGE_TESTS := --package-only --ignore=tests/test_image.py
 
-.PHONY: install servers peers image-tools lint typecheck test image image-test demo docs alerts dashboards previews chart-assets bench bench-scale clean
+.PHONY: install uv lock lock-upgrade lock-check servers peers image-tools lint typecheck test \
+	test-floor test-latest image image-test demo docs alerts dashboards previews chart-assets \
+	bench bench-scale clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(UV): requirements/uv.txt
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements/uv.txt
+	touch $@
+
+uv: $(UV)
+
+# The package editable, its extras and the dev group, exactly as uv.lock says (--locked: a
+# lock that no longer matches pyproject.toml is an error, not a silent re-resolution). The
+# package itself is built with the locked hatchling, not one fetched for the build.
+$(STAMP): $(UV) uv.lock pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --all-extras --group dev \
+		--no-install-project --python $(PYTHON)
+	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(STAMP)
+
+lock: $(UV)
+	UV=$(UV) $(PYTHON) -m scripts.lock
+
+lock-upgrade: $(UV)
+	UV=$(UV) $(PYTHON) -m scripts.lock --upgrade
+
+# uv.lock, requirements/ and bench/peers.txt against pyproject.toml.
+lock-check: $(UV)
+	UV=$(UV) $(PYTHON) -m scripts.lock --check
 
 servers:
 	bash scripts/install-servers.sh
@@ -31,9 +73,39 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install servers peers lint typecheck
+# Everything: the lock checked, lint and types, the whole suite with the locked set, the
+# package's tests with the floors (test-floor), the image.
+test: install servers peers lock-check lint typecheck
 	$(PY) -m pytest --ignore=tests/test_image.py
+	$(MAKE) test-floor
 	$(MAKE) image-test
+
+# The lowest release of every dependency pyproject.toml declares (requirements/floor.txt), on
+# the oldest Python it supports: mypy on the package and the package's tests.
+$(FLOOR)/.installed: $(UV) requirements/floor.txt
+	rm -rf $(FLOOR)
+	$(UV) venv --quiet --python $(FLOOR_PYTHON) $(FLOOR)
+	$(UV) pip sync --quiet --python $(FLOOR)/bin/python --require-hashes requirements/floor.txt
+	$(UV) pip install --quiet --python $(FLOOR)/bin/python --no-deps --no-build-isolation -e .
+	touch $@
+
+test-floor: $(FLOOR)/.installed servers
+	$(FLOOR)/bin/mypy resilience_exporter
+	$(FLOOR)/bin/python -m pytest $(PACKAGE_TESTS)
+
+# The newest releases of everything, no lock, on the newest Python here: what a user who
+# installs today gets. Not part of `make test` (it changes from day to day); run it before
+# `make lock-upgrade` and when a dependency releases.
+test-latest: $(UV) servers peers
+	rm -rf $(LATEST)
+	$(UV) venv --quiet --python $(LATEST_PYTHON) $(LATEST)
+	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade --refresh \
+		-e ".[$$($(PYTHON) -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]))')]" \
+		--group dev
+	$(LATEST)/bin/python -c 'import sys; print("test-latest: Python", sys.version.split()[0])'
+	$(UV) pip list --python $(LATEST)/bin/python
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest --ignore=tests/test_image.py
 
 # The image from the Dockerfile, built with podman on a Debian base made by mmdebstrap, saved
 # as dist/resilience-exporter-<version>.oci.tar (`podman load -i` it, or push it with skopeo).
@@ -90,4 +162,5 @@ chart-assets: install
 	$(PY) -m scripts.sync_chart_assets
 
 clean:
-	rm -rf $(VENV) .venv-peers .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) $(TOOLS) $(FLOOR) $(LATEST) .venv-peers .pytest_cache .mypy_cache \
+		.ruff_cache .demo

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -146,7 +147,10 @@ async def reload(request: web.Request) -> web.Response:
 
 def make_app(state: WebState) -> web.Application:
     app = web.Application(middlewares=[state.service.guard.middleware])
-    app.on_response_prepare.append(state.service.guard.add_headers)
+    # aiohttp before 3.12.14 types its signals for aiosignal < 1.4, whose types changed: with
+    # a newer aiosignal no callback matches them. Untyped here, for both.
+    on_response_prepare: Any = app.on_response_prepare
+    on_response_prepare.append(state.service.guard.add_headers)
     app[STATE_KEY] = state
     app.cleanup_ctx.append(state.service.lifecycle)
     app.router.add_get(state.telemetry_path, metrics)

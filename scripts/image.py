@@ -6,9 +6,10 @@
 How, on a machine that reaches only Debian's and PyPI's package registries:
 1. the base: a Debian bookworm root filesystem with Python made by `mmdebstrap`, imported with
    `podman import` and passed to the Dockerfile as PYTHON_IMAGE (its FROM);
-2. the wheels: made on the host for the base's Python (`pip wheel`, `pip download` with its
-   version and platform), then checked by the base's own pip, which adds what markers only the
-   base's Python selects; the build installs them offline (`--no-index --find-links`);
+2. the wheels: the package made on the host (`pip wheel`), the locked set downloaded for the
+   base's Python (`pip download --require-hashes` of requirements/runtime.txt and build.txt,
+   exported from uv.lock, with the base's version and platform), then checked by the base's
+   own pip; the build installs them offline (`--no-index --find-links`);
 3. `podman build --pull=never`, version, revision and build time as the OCI labels' build args.
 
 Everything podman keeps (storage, run state, its containers.conf) lives in one temporary
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -52,7 +52,9 @@ events_logger = "file"
 # Leave documentation and translations out of the base: smaller, nothing runs them.
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*",
                  "/usr/share/info/*")  # fmt: skip
-MISSING_DISTRIBUTION = re.compile(r"No matching distribution found for ([^;\s]+)")
+# What the image installs, exported from uv.lock by `make lock`: the package's dependencies and
+# its build backend.
+LOCKED = (ROOT / "requirements" / "runtime.txt", ROOT / "requirements" / "build.txt")
 
 
 class ImageError(Exception):
@@ -153,8 +155,8 @@ def _pip(*args: str) -> None:
 
 
 def make_wheels(podman: Podman, wheels: Path) -> None:
-    """The package and everything it needs, as wheels for the base's Python, plus the build
-    backend (the Dockerfile installs from the source)."""
+    """The package, the locked set it runs with and the locked build backend (the Dockerfile
+    builds the package from the source), as wheels for the base's Python."""
     python, glibc = base_python(podman)
     major, minor = python.split(".")[:2]
     glibc_minor = int(glibc.split(".")[1])
@@ -162,34 +164,25 @@ def make_wheels(podman: Podman, wheels: Path) -> None:
     target = ["--only-binary=:all:", f"--python-version={python}", "--implementation=cp",
               f"--abi=cp{major}{minor}", "--abi=abi3", "--abi=none", *platforms]  # fmt: skip
     _pip("wheel", "--no-deps", f"--wheel-dir={wheels}", str(ROOT))
-    own = next(wheels.glob("resilience_exporter-*.whl"))
-    wanted = [str(own), "hatchling>=1.21"]
-    # pip applies --python-version to python_version markers, not python_full_version ones
-    # (redis needs async-timeout below 3.11.3): the base's pip says what is still missing.
-    for _ in range(5):
-        _pip("download", f"--dest={wheels}", *target, *wanted)
-        missing = _missing_in_base(podman, wheels)
-        if not missing:
-            return
-        wanted = missing
-    raise ImageError(f"wheels still missing for the base: {missing}")
+    _pip("download", f"--dest={wheels}", "--require-hashes", "--no-deps", *target,
+         *(f"--requirement={r}" for r in LOCKED))  # fmt: skip
+    _check_in_base(podman, wheels)
 
 
-def _missing_in_base(podman: Podman, wheels: Path) -> list[str]:
+def _check_in_base(podman: Podman, wheels: Path) -> None:
+    """The base's own pip installs the lock from the wheels: pip on the host applies
+    --python-version to python_version markers but its own Python to python_full_version ones."""
     check = (
         "python3 -m venv /tmp/venv && /tmp/venv/bin/pip install --quiet --no-index "
-        "--find-links=/wheels --dry-run --ignore-installed resilience-exporter hatchling"
+        "--find-links=/wheels --dry-run --ignore-installed --require-hashes --no-deps "
+        + " ".join(f"--requirement=/requirements/{r.name}" for r in LOCKED)
     )
     result = podman.call(
-        "run", "--rm", "--network=none", "-v", f"{wheels}:/wheels:ro", BASE_IMAGE,
-        "sh", "-c", check,
+        "run", "--rm", "--network=none", "-v", f"{wheels}:/wheels:ro",
+        "-v", f"{LOCKED[0].parent}:/requirements:ro", BASE_IMAGE, "sh", "-c", check,
     )  # fmt: skip
-    if result.returncode == 0:
-        return []
-    missing = MISSING_DISTRIBUTION.findall(result.stderr)
-    if not missing:
-        raise ImageError(f"the base's pip refused the wheels:\n{result.stderr[-4000:]}")
-    return [m.strip("'\"") for m in missing]
+    if result.returncode != 0:
+        raise ImageError(f"the base's pip refused the locked wheels:\n{result.stderr[-4000:]}")
 
 
 def revision() -> str:

@@ -13,6 +13,27 @@ from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.redis import RedisServer
 
+# The tests of the tools around the package (the Helm chart, the alert rules, the dashboards,
+# the bench) rather than of the package: they need the whole dev group. `make test-floor` runs
+# the package's own tests alone (--package-only), on the lowest releases its ranges allow.
+TOOLING_MODULES = frozenset({
+    "test_alerts.py", "test_bench.py", "test_chart_probe_fleet.py", "test_chart_rules.py",
+    "test_dashboards.py", "test_dashboards_e2e.py", "test_helm.py", "test_probes.py",
+})  # fmt: skip
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--package-only", action="store_true", help="leave out the tests of the chart, rules, "
+        "dashboards and bench (tests/conftest.py TOOLING_MODULES)",
+    )  # fmt: skip
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if config.getoption("package_only") and collection_path.name in TOOLING_MODULES:
+        return True
+    return None  # pytest's own rules decide
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:

@@ -5,6 +5,7 @@ test's families are not declared in the catalog, so the generated docs do not se
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import version
 
 import pytest
 from hypothesis import given, settings
@@ -64,6 +65,13 @@ numbers = st.one_of(
 )
 
 
+# client_python before 0.26 wrote 1e+010 where Go, and the encoder, write 1e+10: the reference is
+# the release that writes Go's numbers (the lock's; `make test-floor` has the instrument
+# extra's lowest, 0.20).
+WRITES_GO_NUMBERS = tuple(int(p) for p in version("prometheus-client").split(".")[:2]) >= (0, 26)
+
+
+@pytest.mark.skipif(not WRITES_GO_NUMBERS, reason="client_python < 0.26 writes 1e+010")
 @settings(max_examples=300, deadline=None)
 @given(
     targets=st.lists(label_values, min_size=1, max_size=4, unique=True),

@@ -23,6 +23,7 @@ from exporter_process import Exposition
 
 import resilience_exporter
 from scripts import image
+from scripts.lock import pins
 from scripts.testservers.base import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,27 @@ def test_oci_labels_are_complete(built: tuple[image.Podman, str]) -> None:
     assert labels[prefix + "source"].startswith("https://")
     assert config["User"] == "65532:65532"
     assert ref == f"{image.REPOSITORY}:{resilience_exporter.__version__}"
+
+
+# Every distribution in the image's venv and its version, as `name==version` lines.
+LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m\n"
+    "for d in m.distributions(): print(f\"{d.metadata['Name']}=={d.version}\")"
+)
+
+
+def test_installs_the_locked_set(built: tuple[image.Podman, str]) -> None:
+    podman, ref = built
+    listed = podman.run(
+        "run", "--rm", "--network=none", "--entrypoint=python3", ref, "-c", LIST_DISTRIBUTIONS
+    )
+    installed = pins(listed)
+    assert installed.pop("resilience-exporter") == resilience_exporter.__version__
+    locked = pins((ROOT / "requirements" / "runtime.txt").read_text())
+    assert {name: locked.get(name) for name in installed} == installed, "only the lock's versions"
+    for name in ("aiohttp", "redis", "psycopg", "psycopg-binary", "pydantic", "psutil"):
+        assert name in installed, f"{name} is a runtime dependency"
+    assert "hatchling" not in installed, "the build backend stays out of the image"
 
 
 def fetch(url: str, *, auth: bool) -> tuple[int, bytes, dict[str, str]]:

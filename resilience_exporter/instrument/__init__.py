@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from resilience_exporter.breakers import BreakerView, breaker_samples
 from resilience_exporter.families import Sample
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import redis.asyncio
     from aiohttp import web
     from prometheus_client.core import Metric
-    from prometheus_client.registry import CollectorRegistry
+    from prometheus_client.registry import Collector, CollectorRegistry
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 __all__ = ["BreakerTracker", "Instrumentation", "PoolReader"]
@@ -149,7 +149,9 @@ class Instrumentation:
         default)."""
         from prometheus_client import REGISTRY
 
-        (registry or REGISTRY).register(self)
+        # A Protocol in client_python 0.21 and later, an abstract class before: this class is
+        # a collector by its collect(), without inheriting from either.
+        (registry or REGISTRY).register(cast("Collector", self))
 
     # Serving the document
 

@@ -36,7 +36,7 @@ class AsyncpgPoolReader:
         self.name = name
         self.pool = pool
         self.tracker = tracker = CheckoutTracker(leak_threshold=leak_threshold)
-        base: type[asyncpg.pool.Pool] = type(pool)
+        base: type[asyncpg.pool.Pool[Any]] = type(pool)
 
         class TrackedPool(base):  # type: ignore[valid-type,misc]
             __slots__ = ()

@@ -100,12 +100,15 @@ class RedisPoolReader:
 
     def stats(self) -> PoolStats:
         pool = self.pool
-        if hasattr(pool, "_get_in_use_connections"):
+        if hasattr(pool, "_get_in_use_connections"):  # redis-py 7.0 and later
             in_use = len(pool._get_in_use_connections())
             idle = len(pool._get_free_connections())
-        else:  # older redis-py
+        elif hasattr(pool, "_in_use_connections"):  # before 7.0, and asyncio's pools
             in_use = len(pool._in_use_connections)
             idle = len(pool._available_connections)
+        else:  # a blocking pool before 7.0: a queue of idle connections and placeholders (None)
+            idle = sum(connection is not None for connection in list(pool.pool.queue))
+            in_use = len(pool._connections) - idle
         return PoolStats(in_use=in_use, idle=idle, max_size=int(pool.max_connections))
 
 

@@ -4,6 +4,7 @@ find the master. `close()` drops them all; `open()` makes new ones."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,12 @@ class _Credentials(CredentialProvider):
 
 def _observed(base: type[AbstractConnection], observer: ConnectObserver) -> type[Any]:
     class _Observed(AbstractConnection):
-        # Every way of connecting (the pool's, and a reconnect while sending) ends here.
-        async def connect_check_health(
-            self, check_health: bool = True, retry_socket_connect: bool = True
-        ) -> None:
+        # Every way of connecting (the pool's, and a reconnect while sending) ends here. Its
+        # arguments passed on as they come: redis-py 6.4 added one.
+        async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
             if self.is_connected:
                 return
-            await observer.observe(super().connect_check_health(check_health, retry_socket_connect))
+            await observer.observe(super().connect_check_health(*args, **kwargs))
 
     return type(f"Observed{base.__name__}", (_Observed, base), {})
 
@@ -72,8 +72,10 @@ class TimedPool(BlockingConnectionPool):
     timings: PoolTimings
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        acquire: Any = super().get_connection  # typed in some redis-py releases, not in others
         with self.timings.timing_acquire():
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call,no-any-return]
+            connection: AbstractConnection = await acquire(*args, **kwargs)
+            return connection
 
     def stats(self) -> tuple[int, int]:
         """(in use, idle) connections."""
@@ -109,8 +111,9 @@ class SentinelReport:
 async def _masters_and_quorum(client: Redis, service: str) -> tuple[Any, bool | None]:
     """SENTINEL MASTERS and SENTINEL CKQUORUM <service>, pipelined: one round trip."""
     async with client.pipeline(transaction=False) as pipe:
-        pipe.sentinel_masters()
-        pipe.execute_command("SENTINEL", "CKQUORUM", service)
+        commands: Any = pipe  # redis-py types its commands in some releases, not in others
+        commands.sentinel_masters()
+        commands.execute_command("SENTINEL", "CKQUORUM", service)
         masters, quorum = await pipe.execute(raise_on_error=False)
     if isinstance(masters, BaseException):
         raise masters
@@ -126,7 +129,7 @@ _REPLY_PARSERS: dict[tuple[object, object], Any] = {}
 
 
 def _client(pool: TimedPool) -> Redis:
-    client = Redis(connection_pool=pool)
+    client: Redis = Redis(connection_pool=pool)
     kwargs = pool.connection_kwargs
     protocol = (kwargs.get("protocol"), kwargs.get("legacy_responses", True))
     client.response_callbacks = _REPLY_PARSERS.setdefault(protocol, client.response_callbacks)
@@ -188,9 +191,9 @@ class RedisClients:
             kwargs.pop("socket_connect_timeout", None)
         if username is not None or self.target.resolve_password() is not None:
             kwargs["credential_provider"] = _Credentials(self.target, username)
+        kwargs["timeout"] = self.target.timeout_seconds  # a float: some releases say int
         pool = TimedPool(
             max_connections=self.target.pool.max_connections,
-            timeout=self.target.timeout_seconds,
             connection_class=_observed(base, self.observer),
             **kwargs,
         )
@@ -211,7 +214,9 @@ class RedisClients:
         if config.password is not None:
             sentinel_kwargs["password"] = config.password.get_secret_value()
         hosts = [split_host_port(h) for h in config.hosts]
-        return Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        # Typed from redis-py 8.2 on, untyped before: called as a plain callable for both.
+        make: Callable[..., Sentinel] = Sentinel
+        return make(hosts, sentinel_kwargs=sentinel_kwargs)
 
     def open(self) -> None:
         """Create the clients; nothing connects until they are used. Safe after close()."""

@@ -242,8 +242,9 @@ class ServerQueries:
 
     @staticmethod
     async def _one(client: Redis, extra: Extra) -> Any:
+        command: Any = client.execute_command  # typed in some redis-py releases, not in others
         try:
-            return await client.execute_command(*extra.args)  # type: ignore[no-untyped-call]
+            return await command(*extra.args)
         except redis.exceptions.ResponseError as exc:
             return exc
 
