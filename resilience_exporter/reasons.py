@@ -14,10 +14,13 @@ Reason = Literal[
     "too_many_connections",
     "protocol",
     "other",
+    "internal",
     "breaker_open",
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 # What a probe itself can fail with; `breaker_open` means no probe was made at all.
+# `internal`: the exporter failed, not the target (an exception no table explains: a defect,
+# or a client library that changed under it); the target still reads down, with that reason.
 PROBE_REASONS: tuple[Reason, ...] = tuple(r for r in REASONS if r != "breaker_open")
 
 
@@ -25,7 +28,8 @@ PROBE_REASONS: tuple[Reason, ...] = tuple(r for r in REASONS if r != "breaker_op
 class Failure:
     """A classified probe failure. `persistent` failures (bad credentials, unknown database,
     TLS misconfiguration) will not heal by retrying soon; transient ones may. A
-    `breaker_open` failure carries the last real failure as its `cause`."""
+    `breaker_open` failure carries the last real failure as its `cause`. An `internal` one
+    is the exporter's own: it never counts against the target's breaker."""
 
     reason: Reason
     message: str

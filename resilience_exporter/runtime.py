@@ -7,6 +7,7 @@ Each round publishes an immutable `Snapshot`; scrapes only ever read the latest 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from resilience_exporter.abandon import Abandoner
 from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.breakers import BreakerState, breaker_samples
+from resilience_exporter.classify import internal
 from resilience_exporter.config import TargetConfig
 from resilience_exporter.encoding import Lines, LineWriter
 from resilience_exporter.families import (
@@ -129,6 +131,7 @@ class TargetRunner:
         self._calls = Abandoner(timeout=config.timeout_seconds)
         self._writer = LineWriter()
         self.phase = 0.0
+        self._internal_error: str | None = None
         self.publish(None, None, ())
 
     @property
@@ -140,7 +143,10 @@ class TargetRunner:
         self._task = asyncio.create_task(self._first_round(delay), name=f"probe:{self.name}")
 
     async def _first_round(self, delay: float) -> None:
-        await self._open_probe()
+        # Opened early so that its pool is exported before the first probe; should opening
+        # fail, the first round opens it again and reports why.
+        with contextlib.suppress(Exception):
+            await self._open_probe()
         await asyncio.sleep(delay)
         self._next_at = asyncio.get_running_loop().time()
         self.phase = self._next_at % self.config.interval_seconds
@@ -175,16 +181,16 @@ class TargetRunner:
     async def run_once(self) -> Snapshot:
         if self.breaker_enabled and not self.breaker.allow():
             return self._publish_rejected()
-        await self._open_probe()
         start = time.perf_counter()
         failure: Failure | None = None
         samples: Sequence[Sample] = ()
         try:
+            await self._open_probe()
             samples = await self._probe_within_timeout()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure of a target is data, never a crash
-            failure = self.probe.classify(exc)
+            failure = self._classify(exc)
         self.duration.observe(time.perf_counter() - start)
         if self.breaker_enabled:
             await self._record_in_breaker(failure)
@@ -192,22 +198,47 @@ class TargetRunner:
             self.last_success = time.time()
         else:
             self.errors[failure.reason] += 1
-            log.warning(
-                "probe failed",
-                extra={
-                    "target": self.name,
-                    "kind": self.config.kind,
-                    "reason": failure.reason,
-                    "err": redact(failure.message),
-                },
-            )
+            if failure.reason != "internal":
+                log.warning(
+                    "probe failed",
+                    extra={
+                        "target": self.name,
+                        "kind": self.config.kind,
+                        "reason": failure.reason,
+                        "err": redact(failure.message),
+                    },
+                )
         snapshot = self.publish(failure is None, failure, samples)
         self.first_round.set()
         return snapshot
 
+    def _classify(self, exc: Exception) -> Failure:
+        """The kind's reason for a failure; `internal` for what its table cannot explain, and
+        for a table that fails itself."""
+        try:
+            failure = self.probe.classify(exc)
+        except Exception as defect:
+            failure, exc = internal(defect), defect
+        if failure.reason == "internal":
+            self._log_internal(failure, exc)
+        return failure
+
+    def _log_internal(self, failure: Failure, exc: BaseException) -> None:
+        """Once per change: the same defect every interval would flood the log."""
+        if failure.message == self._internal_error:
+            return
+        self._internal_error = failure.message
+        log.error(
+            "probe failed inside the exporter",
+            exc_info=exc,
+            extra={"target": self.name, "kind": self.config.kind, "reason": "internal"},
+        )
+
     async def _record_in_breaker(self, failure: Failure | None) -> None:
         if failure is None:
             self.breaker.record_success()
+            return
+        if failure.reason == "internal":  # the exporter's failure, not the target's
             return
         self.breaker.record_failure(failure)
         if self.breaker.state != "open":
@@ -259,6 +290,26 @@ class TargetRunner:
     def publish(
         self, up: bool | None, failure: Failure | None, samples: Iterable[Sample]
     ) -> Snapshot:
+        """Write and store the round's snapshot. Should the kind's own samples fail to be
+        made or written, the target is still published, down with reason `internal`: a
+        target never vanishes from the exposition."""
+        try:
+            local = self.probe.local_samples()
+            snapshot = self._publish(up, failure, [*local, *samples])
+        except Exception as exc:
+            if up is not None:
+                self._log_internal(internal(exc), exc)
+            if up:  # a round that failed already keeps the target's own reason
+                up, failure = False, internal(exc)
+                self.errors[failure.reason] += 1
+            return self._publish(up, failure, ())
+        if up:  # a whole round went through: a defect that comes back is logged again
+            self._internal_error = None
+        return snapshot
+
+    def _publish(
+        self, up: bool | None, failure: Failure | None, samples: Sequence[Sample]
+    ) -> Snapshot:
         name, kind = self.name, self.config.kind
         common = [sample(PROBE_DURATION, self.duration.value(), target=name, kind=kind)]
         common += [
@@ -273,7 +324,6 @@ class TargetRunner:
         if self.breaker_enabled:
             common += breaker_samples(name, "exporter", self.breaker.view())
             common += self.breaker.last_error_samples(name, "exporter")
-        all_samples = [*common, *self.probe.local_samples(), *samples]
         snapshot = Snapshot(
             target=name,
             kind=kind,
@@ -281,7 +331,7 @@ class TargetRunner:
             up=up,
             failure=failure,
             finished_at=time.time() if up is not None else None,
-            lines=self._writer.write(with_constant_labels(all_samples, self.config.labels)),
+            lines=self._writer.write(with_constant_labels([*common, *samples], self.config.labels)),
             breaker=self.breaker.state,
             phase=self.phase,
         )

@@ -72,7 +72,7 @@ def test_postgres_sqlstates(error_class: type[psycopg.Error], expected: tuple[st
         (psycopg.DataError("invalid input syntax"), "protocol", False),
         (TimeoutError(), "timeout", False),
         (ProbeError("protocol", "no row"), "protocol", False),
-        (ValueError("a bug"), "other", False),
+        (ValueError("a bug"), "internal", False),
     ],
 )
 def test_postgres_by_class(exc: BaseException, reason: str, persistent: bool) -> None:
@@ -98,7 +98,7 @@ def test_pgbouncer_words_come_before_postgres_words() -> None:
         (redis.exceptions.DataError("Invalid input"), "protocol", False),
         (redis.exceptions.ResponseError("ERR unknown command"), "other", False),
         (ConnectionRefusedError(), "refused", False),
-        (ValueError("a bug"), "other", False),
+        (ValueError("a bug"), "internal", False),
     ],
 )
 def test_redis_by_class(exc: BaseException, reason: str, persistent: bool) -> None:

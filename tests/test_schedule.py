@@ -13,7 +13,7 @@ import pytest
 from resilience_exporter import config
 from resilience_exporter.families import Sample
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import SnapshotStore, TargetRunner, next_slot
+from resilience_exporter.runtime import Snapshot, SnapshotStore, TargetRunner, next_slot
 
 INTERVAL = 0.1
 CONFIG = """\
@@ -109,18 +109,31 @@ async def test_rounds_never_overlap_and_go_on_after_hung_probes() -> None:
     assert runner.errors["timeout"] == 2, "the hung calls, given up at the timeout"
 
 
-async def test_a_defect_in_a_round_is_logged_and_the_schedule_goes_on(
+async def test_a_defect_in_a_round_is_published_and_the_schedule_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     probe = ScriptedProbe(break_on={2})
     runner = runner_with(probe)
+    published: list[Snapshot] = []
+    put = runner.store.put
+
+    def keep(snapshot: Snapshot) -> None:
+        published.append(snapshot)
+        put(snapshot)
+
+    runner.store.put = keep  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR, logger="resilience_exporter.runtime"):
         runner.start()
         try:
             await wait_for_calls(probe, 4)
+            await probe.wait_until(lambda: probe.published >= 5)
         finally:
             await runner.stop()
-    assert [r.getMessage() for r in caplog.records] == ["probe round failed"]
+    assert [r.getMessage() for r in caplog.records] == ["probe failed inside the exporter"]
+    rounds = [s for s in published if s.up is not None]
+    assert [s.failure.reason if s.failure else "up" for s in rounds[:3]] == [
+        "up", "internal", "up",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("hang", [False, True], ids=["between rounds", "during a probe"])

@@ -40,7 +40,13 @@ def by_message(exc: BaseException, rules: MessageRules, line: LinePicker) -> Fai
 
 
 def unexplained(exc: BaseException) -> Failure:
-    return Failure("other", type(exc).__name__)
+    """An exception neither the client library nor the network explains: the exporter's own
+    failure (a defect, or a library that changed under it), never the target's."""
+    return internal(exc)
+
+
+def internal(exc: BaseException) -> Failure:
+    return Failure("internal", f"{type(exc).__name__}: {first_line(exc)}")
 
 
 def classify_builtin(exc: BaseException) -> Failure | None:

@@ -30,4 +30,6 @@ def classify_http(exc: BaseException) -> Failure:
         return Failure("other", "the server closed the connection without an answer")
     if isinstance(exc, aiohttp.ClientResponseError):
         return Failure("protocol", type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientError):
+        return Failure("other", type(exc).__name__)
     return known or unexplained(exc)

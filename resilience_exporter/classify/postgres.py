@@ -70,6 +70,8 @@ def classify_postgres(exc: BaseException) -> Failure:
         return by_message(exc, POSTGRES_MESSAGES, last_line) or Failure("other", last_line(exc))
     if isinstance(exc, psycopg.InterfaceError | psycopg.DataError):
         return Failure("protocol", last_line(exc))
+    if isinstance(exc, psycopg.Error):  # the server's own words: no defect of ours
+        return Failure("other", last_line(exc))
     return classify_builtin(exc) or unexplained(exc)
 
 
