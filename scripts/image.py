@@ -6,10 +6,10 @@
 How, on a machine that reaches only Debian's and PyPI's package registries:
 1. the base: a Debian bookworm root filesystem with Python made by `mmdebstrap`, imported with
    `podman import` and passed to the Dockerfile as PYTHON_IMAGE (its FROM);
-2. the wheels: the package made on the host (`pip wheel`), the locked set downloaded for the
-   base's Python (`pip download --require-hashes` of requirements/runtime.txt and build.txt,
-   exported from uv.lock, with the base's version and platform), then checked by the base's
-   own pip; the build installs them offline (`--no-index --find-links`);
+2. the wheels: the locked set downloaded for the base's Python (`pip download
+   --require-hashes` of requirements/runtime.txt and build.txt, exported from uv.lock, with the
+   base's version and platform), then checked by the base's own pip; the build installs them
+   offline (`--no-index --find-links`) and builds the package from the source with them;
 3. `podman build --pull=never`, version, revision and build time as the OCI labels' build args.
 
 Everything podman keeps (storage, run state, its containers.conf) lives in one temporary
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.markers import Marker, default_environment
 
 import resilience_exporter
 
@@ -155,7 +158,7 @@ def _pip(*args: str) -> None:
 
 
 def make_wheels(podman: Podman, wheels: Path) -> None:
-    """The package, the locked set it runs with and the locked build backend (the Dockerfile
+    """The locked set the package runs with and the locked build backend (the Dockerfile
     builds the package from the source), as wheels for the base's Python."""
     python, glibc = base_python(podman)
     major, minor = python.split(".")[:2]
@@ -163,10 +166,30 @@ def make_wheels(podman: Podman, wheels: Path) -> None:
     platforms = [f"--platform=manylinux_2_{m}_x86_64" for m in range(glibc_minor, 4, -1)]
     target = ["--only-binary=:all:", f"--python-version={python}", "--implementation=cp",
               f"--abi=cp{major}{minor}", "--abi=abi3", "--abi=none", *platforms]  # fmt: skip
-    _pip("wheel", "--no-deps", f"--wheel-dir={wheels}", str(ROOT))
+    decided = podman.home / "requirements-for-base.txt"
+    decided.write_text("".join(for_python(r.read_text(), python) for r in LOCKED))
     _pip("download", f"--dest={wheels}", "--require-hashes", "--no-deps", *target,
-         *(f"--requirement={r}" for r in LOCKED))  # fmt: skip
+         f"--requirement={decided}")  # fmt: skip
     _check_in_base(podman, wheels)
+
+
+def for_python(requirements: str, python: str) -> str:
+    """A requirements file with each entry's marker decided for `python` on this platform:
+    pip on the host applies --python-version to python_version markers but its own Python to
+    python_full_version ones (the base's 3.11.2 needs async-timeout, below 3.11.3)."""
+    environment = {key: str(value) for key, value in default_environment().items()}
+    environment["python_full_version"] = python
+    environment["python_version"] = ".".join(python.split(".")[:2])
+    kept: list[str] = []
+    for entry in re.split(r"\n(?=[^\s#])", requirements):
+        first, _, rest = entry.partition("\n")
+        requirement, marker_found, marker = first.partition(";")
+        if marker_found and not first.startswith("#"):
+            if not Marker(marker.rstrip(" \\")).evaluate(environment):
+                continue
+            first = requirement.rstrip() + " \\"
+        kept.append(f"{first}\n{rest}" if rest else first)
+    return "\n".join(kept).rstrip("\n") + "\n"
 
 
 def _check_in_base(podman: Podman, wheels: Path) -> None:

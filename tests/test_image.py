@@ -60,6 +60,27 @@ def test_oci_labels_are_complete(built: tuple[image.Podman, str]) -> None:
     assert ref == f"{image.REPOSITORY}:{resilience_exporter.__version__}"
 
 
+LOCKED_WITH_MARKERS = """\
+# Exported from uv.lock; a comment; with a semicolon
+async-timeout==5.0.1 ; python_full_version < '3.11.3' \\
+    --hash=sha256:00
+    # via redis
+redis==8.2.0 \\
+    --hash=sha256:01
+tzdata==2026.6 ; sys_platform == 'win32' \\
+    --hash=sha256:02
+"""
+
+
+def test_markers_are_decided_for_the_base_python_not_the_hosts() -> None:
+    assert image.for_python(LOCKED_WITH_MARKERS, "3.11.2") == (
+        "# Exported from uv.lock; a comment; with a semicolon\n"
+        "async-timeout==5.0.1 \\\n    --hash=sha256:00\n    # via redis\n"
+        "redis==8.2.0 \\\n    --hash=sha256:01\n"
+    )
+    assert "async-timeout" not in image.for_python(LOCKED_WITH_MARKERS, "3.11.7")
+
+
 # Every distribution in the image's venv and its version, as `name==version` lines.
 LIST_DISTRIBUTIONS = (
     "import importlib.metadata as m\n"
