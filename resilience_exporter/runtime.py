@@ -297,11 +297,12 @@ class TargetRunner:
             local = self.probe.local_samples()
             snapshot = self._publish(up, failure, [*local, *samples])
         except Exception as exc:
+            defect = internal(exc)
             if up is not None:
-                self._log_internal(internal(exc), exc)
+                self._log_internal(defect, exc)
             if up:  # a round that failed already keeps the target's own reason
-                up, failure = False, internal(exc)
-                self.errors[failure.reason] += 1
+                up, failure = False, defect
+                self.errors[defect.reason] += 1
             return self._publish(up, failure, ())
         if up:  # a whole round went through: a defect that comes back is logged again
             self._internal_error = None
