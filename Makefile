@@ -97,6 +97,8 @@ test-floor: $(FLOOR)/.installed servers
 # installs today gets. Not part of `make test` (it changes from day to day); run it before
 # `make lock-upgrade` and when a dependency releases.
 test-latest: $(UV) servers peers
+	@test -n "$(LATEST_PYTHON)" || { echo "test-latest: no python3.12 or newer on PATH;" \
+		"say which: make test-latest LATEST_PYTHON=/path/to/python3.13" >&2; exit 2; }
 	rm -rf $(LATEST)
 	$(UV) venv --quiet --python $(LATEST_PYTHON) $(LATEST)
 	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade --refresh \
