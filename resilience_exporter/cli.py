@@ -21,9 +21,9 @@ from aiohttp import web
 
 import resilience_exporter
 from resilience_exporter import logs, sharding
-from resilience_exporter.service import Service, ServiceOptions, load_config, load_web
-from resilience_exporter.web import WebState, make_app
-from resilience_exporter.webconfig import WebConfigError
+from resilience_exporter.web.app import WebState, make_app
+from resilience_exporter.web.service import Service, ServiceOptions, load_config, load_web
+from resilience_exporter.web.tls import WebConfigError
 from resilience_exporter.yamlfile import ConfigError
 
 log = logging.getLogger("resilience_exporter")

@@ -11,11 +11,11 @@ from resilience_exporter import (  # noqa: F401
     pools,
     process,
     runtime,
-    service,
     sharding,
 )
 from resilience_exporter.families import CATALOG, Family
 from resilience_exporter.registry import all_kinds
+from resilience_exporter.web import service  # noqa: F401
 
 GROUP_TITLES = {
     "exporter": "The exporter itself",

@@ -1,27 +1,14 @@
-"""`--web.config.file`: TLS, basic auth, response headers and rate limiting, in the
-exporter-toolkit format shared by Prometheus and its exporters, so existing files just work.
-
-Every file exporter-toolkit accepts is accepted, with its meaning (tests/test_web_toolkit.py
-runs its own test data); the differences are listed in docs/security.md: the file is re-read on
-reload (SIGHUP, POST /-/reload) rather than on every request, `http2` is accepted and ignored
-(aiohttp serves HTTP/1.1), and a client certificate whose SAN is not allowed gets 403 on every
-request instead of a failed handshake.
-"""
+"""TLS for the listener, as exporter-toolkit's `tls_server_config` describes it: the block's
+model, the `ssl` context built from it (reloaded in place on reload), and the client
+certificate SAN check."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hashlib
 import ipaddress
-import logging
 import os
-import re
 import ssl
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, Self, get_args
@@ -37,11 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from resilience_exporter import openssl
-from resilience_exporter.models import StrictModel, parse_duration
-from resilience_exporter.yamlfile import parse_model, read_text
-
-log = logging.getLogger(__name__)
+from resilience_exporter.models import StrictModel
+from resilience_exporter.web import openssl
 
 ClientAuthType = Literal[
     "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven",
@@ -80,17 +64,10 @@ _CURVES: Mapping[str, str] = {
 }  # fmt: skip
 # The response headers a web config may set, with the values allowed where the header is an
 # enumeration (exporter-toolkit's list: the server's own headers cannot be overridden).
-ALLOWED_HEADERS: Mapping[str, tuple[str, ...]] = {
-    "Content-Security-Policy": (),
-    "X-Frame-Options": ("deny", "sameorigin"),
-    "X-Content-Type-Options": ("nosniff",),
-    "X-XSS-Protection": (),
-    "Strict-Transport-Security": (),
-}
 
 
 class WebConfigError(Exception):
-    pass
+    """A web config that cannot be used: its file, its models or the TLS files it names."""
 
 
 def _only_known(names: list[str], known: Mapping[str, str | None], what: str) -> list[str]:
@@ -202,107 +179,6 @@ class TLSServerConfig(StrictModel):
         return self
 
 
-def _header_value(value: object) -> object:
-    """A YAML scalar that is not a string (`X-XSS-Protection: 1`) is its text, as Go's YAML
-    decoder gives it to exporter-toolkit."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-HeaderValue = Annotated[str, BeforeValidator(_header_value)]
-
-
-class HTTPServerConfig(StrictModel):
-    # Accepted for compatibility; this server speaks HTTP/1.1 only (docs/security.md).
-    http2: bool = True
-    headers: dict[str, HeaderValue] = Field(default_factory=dict)
-
-    @field_validator("headers")
-    @classmethod
-    def _allowed_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if name not in ALLOWED_HEADERS:
-                raise ValueError(
-                    f"HTTP header {name!r} can not be configured "
-                    f"(allowed: {', '.join(ALLOWED_HEADERS)})"
-                )
-            allowed = ALLOWED_HEADERS[name]
-            if allowed and value and value not in allowed:
-                raise ValueError(
-                    f"invalid value for {name}: expected one of {', '.join(allowed)}, got {value!r}"
-                )
-        return headers
-
-
-_GO_DURATION = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)")
-_GO_UNIT_SECONDS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}  # fmt: skip
-
-
-def _go_duration(text: str) -> float | None:
-    """Go's time.ParseDuration (what exporter-toolkit's YAML gives rate_limit.interval):
-    `1s`, `1.5s`, `1m30s`, `250ms`; None if `text` is not one."""
-    rest, total = text, 0.0
-    while rest:
-        match = _GO_DURATION.match(rest)
-        if match is None:
-            return None
-        number = re.match(r"[\d.]+", match.group(0))
-        assert number is not None
-        total += float(number.group(0)) * _GO_UNIT_SECONDS[match.group(0)[number.end() :]]
-        rest = rest[match.end() :]
-    return total if text else None
-
-
-def _rate_interval(value: object) -> float:
-    if value in (0, "0", "0s"):
-        return 0.0  # exporter-toolkit's way of switching the limiter off
-    if isinstance(value, str):
-        seconds = _go_duration(value)
-        if seconds is not None:
-            return seconds
-    return parse_duration(value)
-
-
-class RateLimit(StrictModel):
-    interval: Annotated[float, BeforeValidator(_rate_interval)] = 0.0
-    burst: int = Field(0, ge=0)
-
-
-def _bcrypt_hash(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value().startswith(("$2a$", "$2b$", "$2y$")):
-        raise ValueError("not a bcrypt hash (see docs/security.md for making one)")
-    return value
-
-
-BcryptHash = Annotated[SecretStr, AfterValidator(_bcrypt_hash)]
-
-
-def _tls_only_if_enabled(value: TLSServerConfig | None) -> TLSServerConfig | None:
-    return value if value is not None and value.enabled else None
-
-
-class WebConfig(StrictModel):
-    # None unless the block switches TLS on (a certificate, a key, a client CA or auth type).
-    tls_server_config: Annotated[TLSServerConfig | None, AfterValidator(_tls_only_if_enabled)] = (
-        None
-    )
-    http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
-    basic_auth_users: dict[str, BcryptHash] = Field(default_factory=dict)
-    rate_limit: RateLimit = Field(default_factory=RateLimit)
-
-
-def load_web_config(path: Path) -> WebConfig:
-    config = parse_model(WebConfig, read_text(path), str(path), context={"base_dir": path.parent})
-    if config.tls_server_config is not None:
-        build_ssl_context(config.tls_server_config)  # unreadable files fail now, not later
-    return config
-
-
 @contextmanager
 def _pem_file(inline: str | None, path: Path | None) -> Iterator[str | None]:
     """`ssl` loads certificates from files only: inline PEM goes through a private temp file."""
@@ -383,14 +259,14 @@ def _set_client_auth(ctx: ssl.SSLContext, auth: ClientAuthType) -> None:
         raise WebConfigError(f"client_auth_type {auth}: {exc}") from None
 
 
-def _peer_sans(request: web.Request) -> set[str]:
+def peer_sans(request: web.Request) -> set[str]:
     cert = request.transport.get_extra_info("peercert") if request.transport else None
     if not cert:
         return set()
     return {str(value) for _kind, value in cert.get("subjectAltName", ())}
 
 
-def _san_allowed(sans: set[str], allowed: list[str]) -> bool:
+def san_allowed(sans: set[str], allowed: list[str]) -> bool:
     for entry in allowed:
         if entry in sans:
             return True
@@ -408,120 +284,3 @@ def _same_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, san: str) -> boo
         return ipaddress.ip_address(san.strip()) == ip
     except ValueError:
         return False
-
-
-class BasicAuth:
-    """bcrypt is slow on purpose (~70 ms at cost 10): outcomes are cached by a digest of user,
-    password and hash, as exporter-toolkit does, and checks run off-loop. An unknown user is
-    checked against a fixed hash too, so that timing does not tell which users exist."""
-
-    _CACHE_LIMIT = 1024
-    # bcrypt of a random password nobody knows, at the cost exporter-toolkit's docs suggest.
-    _UNKNOWN_USER_HASH = "$2b$10$naXXaAmC.Hf.quhSnIwZHeMm5Kx2VJA6oud.Z.gsTcKiImojtBW2C"
-
-    def __init__(self) -> None:
-        self._outcomes: dict[bytes, bool] = {}
-
-    @staticmethod
-    def _key(user: str, password: str, hashed: str) -> bytes:
-        digest = hashlib.sha256()
-        for part in (user, password, hashed):  # length-prefixed: no two triples collide
-            encoded = part.encode()
-            digest.update(len(encoded).to_bytes(8, "big") + encoded)
-        return digest.digest()
-
-    async def check(self, header: str | None, users: Mapping[str, SecretStr]) -> str | None:
-        """The authenticated user, or None."""
-        if not header or not header.startswith("Basic "):
-            return None
-        try:
-            decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return None
-        known = users.get(user)
-        hashed = known.get_secret_value() if known is not None else self._UNKNOWN_USER_HASH
-        key = self._key(user, password, hashed)
-        ok = self._outcomes.get(key)
-        if ok is None:
-            import bcrypt  # loaded only where basic auth is configured
-
-            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())
-            if len(self._outcomes) >= self._CACHE_LIMIT:
-                self._outcomes.clear()
-            self._outcomes[key] = ok
-        return user if ok and known is not None else None
-
-
-class TokenBucket:
-    def __init__(self, interval: float, burst: int) -> None:
-        self.interval = interval
-        self.burst = max(burst, 1)
-        self._tokens = float(self.burst)
-        self._at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) / self.interval)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class WebGuard:
-    """Applies the current web config to every request: rate limit, client certificate SANs,
-    basic auth, response headers. The health checks (`unauthenticated_paths`) skip the rate
-    limit, SAN and basic auth checks: a kubelet or load balancer has no credentials, must not
-    lose to scrapes for the rate limit, and the checks tell nothing but "alive" or "ready".
-    Swapping `config` takes effect on the next request."""
-
-    def __init__(self, config: WebConfig, *, unauthenticated_paths: frozenset[str]) -> None:
-        self.unauthenticated_paths = unauthenticated_paths
-        self._auth = BasicAuth()
-        self.config = config
-
-    @property
-    def config(self) -> WebConfig:
-        return self._config
-
-    @config.setter
-    def config(self, config: WebConfig) -> None:
-        self._config = config
-        limit = config.rate_limit
-        self._bucket = TokenBucket(limit.interval, limit.burst) if limit.interval > 0 else None
-
-    async def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        """An `on_response_prepare` signal, so that streamed responses, which send their
-        headers before the handler returns, carry the configured headers too."""
-        for name, value in self._config.http_server_config.headers.items():
-            if value:
-                response.headers[name] = value
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        config = self._config
-        if request.path in self.unauthenticated_paths:
-            return await handler(request)
-        if self._bucket is not None and not self._bucket.take():
-            return web.Response(status=429, text="Too Many Requests\n")
-        tls = config.tls_server_config
-        allowed_sans = tls.client_allowed_sans if tls is not None else []
-        if allowed_sans and not _san_allowed(_peer_sans(request), allowed_sans):
-            return web.Response(status=403, text="client certificate SAN not allowed\n")
-        if config.basic_auth_users:
-            user = await self._auth.check(
-                request.headers.get("Authorization"), config.basic_auth_users
-            )
-            if user is None:
-                return web.Response(
-                    status=401, text="Unauthorized\n",
-                    headers={"WWW-Authenticate": 'Basic realm="resilience-exporter"'},
-                )  # fmt: skip
-        return await handler(request)

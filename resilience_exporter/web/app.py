@@ -16,7 +16,7 @@ from resilience_exporter.encoding import render_lines
 from resilience_exporter.exposition import accepts_gzip, negotiate
 from resilience_exporter.reasons import Failure
 from resilience_exporter.secrets import redact
-from resilience_exporter.service import Service
+from resilience_exporter.web.service import Service
 
 
 @dataclass

@@ -31,13 +31,9 @@ from resilience_exporter.families import Sample, family, sample
 from resilience_exporter.probethread import ProbeThread
 from resilience_exporter.runtime import Runtime, Snapshot, SnapshotStore
 from resilience_exporter.sharding import Shard, assigned_targets
-from resilience_exporter.webconfig import (
-    WebConfig,
-    WebConfigError,
-    WebGuard,
-    build_ssl_context,
-    load_web_config,
-)
+from resilience_exporter.web.guard import WebGuard
+from resilience_exporter.web.tls import WebConfigError, build_ssl_context
+from resilience_exporter.web.webconfig import WebConfig, load_web_config
 from resilience_exporter.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
