@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from resilience_exporter.config import Config, TargetConfig
-from resilience_exporter.runtime import Snapshot, SnapshotStore, TargetRunner
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
+from resilience_exporter.runtime import TargetRunner
 
 # host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address. Nothing else can
 # reach a DSN or URL template: no '/', '@', '?', spaces or quotes.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from resilience_exporter.config import TargetConfig
-    from resilience_exporter.families import Sample
+    from resilience_exporter.metrics.families import Sample
     from resilience_exporter.reasons import Failure
 
 PROBES_PACKAGE = "resilience_exporter.probes"

@@ -13,21 +13,21 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from resilience_exporter.abandon import Abandoner
 from resilience_exporter.breaker import CircuitBreaker
-from resilience_exporter.breakers import BreakerState, breaker_samples
 from resilience_exporter.classify import internal
 from resilience_exporter.config import TargetConfig
-from resilience_exporter.encoding import Lines, LineWriter
-from resilience_exporter.families import (
+from resilience_exporter.metrics.breaker_schema import breaker_samples
+from resilience_exporter.metrics.encoding import LineWriter
+from resilience_exporter.metrics.families import (
     HistogramAccumulator,
     Sample,
     family,
     sample,
     with_constant_labels,
 )
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.reasons import PROBE_REASONS, Failure
 from resilience_exporter.registry import Probe, kind_spec
 from resilience_exporter.secrets import redact
@@ -69,24 +69,6 @@ LAST_SUCCESS = family(
     ("target", "kind"),
     group="probe",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What one round of a target found, its samples already written (`encoding.Lines`):
-    bytes and strings, which the garbage collector need not follow, however many targets."""
-
-    target: str
-    kind: str
-    description: str
-    up: bool | None  # None until the first probe has finished
-    failure: Failure | None
-    finished_at: float | None
-    lines: Lines
-    breaker: BreakerState = "closed"
-    # Where in its interval the target is probed (seconds): snapshots of targets probed at
-    # nearby moments are kept next to each other in the exposition.
-    phase: float = 0.0
 
 
 def next_slot(previous: float, interval: float, *, now: float) -> float:
@@ -350,26 +332,6 @@ class TargetRunner:
             await asyncio.gather(task, return_exceptions=True)
         await self._calls.cancel()
         await self._close_probe(grace=5.0)
-
-
-@dataclass
-class SnapshotStore:
-    """The latest snapshot of every target. Replacing a dict entry is atomic for readers on
-    the event loop; `generation` lets the exposition cache tell when anything changed."""
-
-    snapshots: dict[str, Snapshot] = field(default_factory=dict)
-    generation: int = 0
-
-    def put(self, snapshot: Snapshot) -> None:
-        self.snapshots[snapshot.target] = snapshot
-        self.generation += 1
-
-    def drop(self, target: str) -> None:
-        if self.snapshots.pop(target, None) is not None:
-            self.generation += 1
-
-    def latest(self) -> list[Snapshot]:
-        return list(self.snapshots.values())
 
 
 class Runtime:

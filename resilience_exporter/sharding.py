@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from resilience_exporter.config import Config, TargetConfig
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 
 SHARD = family(
     "resilience_exporter_shard",

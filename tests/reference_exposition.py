@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from resilience_exporter.client_python import metric_families
-from resilience_exporter.families import Sample
+from resilience_exporter.metrics.client_python import metric_families
+from resilience_exporter.metrics.families import Sample
 
 
 class FamiliesCollector(Collector):

@@ -10,12 +10,13 @@ from exporter_process import Exposition
 
 from resilience_exporter import config
 from resilience_exporter.breaker import CircuitBreaker
-from resilience_exporter.breakers import BreakerState, BreakerView
 from resilience_exporter.config import BreakerConfig, TargetConfig
-from resilience_exporter.encoding import Format, render_lines
-from resilience_exporter.families import Sample
+from resilience_exporter.metrics.breaker_schema import BreakerState, BreakerView
+from resilience_exporter.metrics.encoding import Format, render_lines
+from resilience_exporter.metrics.families import Sample
+from resilience_exporter.metrics.snapshots import SnapshotStore
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import SnapshotStore, TargetRunner
+from resilience_exporter.runtime import TargetRunner
 from resilience_exporter.yamlfile import ConfigError
 
 REFUSED = Failure("refused", "connection refused")

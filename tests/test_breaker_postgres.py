@@ -12,8 +12,8 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 
 from resilience_exporter.config import parse as parse_config
-from resilience_exporter.families import HistogramValue, Sample, SummaryValue
-from resilience_exporter.pools import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
+from resilience_exporter.metrics.families import HistogramValue, Sample, SummaryValue
+from resilience_exporter.metrics.pool_schema import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
 from resilience_exporter.probes.postgres import PostgresProbe, PostgresTarget
 from scripts.testservers.base import free_port
 from scripts.testservers.postgres import PostgresServer

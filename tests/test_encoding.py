@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from reference_exposition import FamiliesCollector
 
-from resilience_exporter.client_python import metric_families
-from resilience_exporter.encoding import Format, LineWriter, go_float, render
-from resilience_exporter.families import (
+from resilience_exporter.metrics.client_python import metric_families
+from resilience_exporter.metrics.encoding import Format, LineWriter, go_float, render
+from resilience_exporter.metrics.families import (
     Family,
     HistogramAccumulator,
     Sample,

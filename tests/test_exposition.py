@@ -13,18 +13,22 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from reference_exposition import build_registry
 
-from resilience_exporter.encoding import Format, LineWriter
-from resilience_exporter.exposition import SEGMENT_TARGETS, Exposition, accepts_gzip, negotiate
-from resilience_exporter.families import HistogramAccumulator, Sample, sample, with_constant_labels
-from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import (
-    LAST_SUCCESS,
-    PROBE_DURATION,
-    PROBE_ERRORS,
-    UP,
-    Snapshot,
-    SnapshotStore,
+from resilience_exporter.metrics.encoding import Format, LineWriter
+from resilience_exporter.metrics.exposition import (
+    SEGMENT_TARGETS,
+    Exposition,
+    accepts_gzip,
+    negotiate,
 )
+from resilience_exporter.metrics.families import (
+    HistogramAccumulator,
+    Sample,
+    sample,
+    with_constant_labels,
+)
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
+from resilience_exporter.reasons import Failure
+from resilience_exporter.runtime import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP
 from resilience_exporter.sharding import SHARD
 
 FORMATS = [pytest.param(Format.TEXT, id="text"), pytest.param(Format.OPENMETRICS, id="om")]

@@ -17,8 +17,10 @@ from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 from http_app import BackgroundApp
 
 from resilience_exporter.config import parse
-from resilience_exporter.families import HistogramValue
-from resilience_exporter.healthmap import PRESETS, MappingError, apply, breaker_state
+from resilience_exporter.metrics.breaker_schema import BreakerStateError, breaker_state
+from resilience_exporter.metrics.families import HistogramValue
+from resilience_exporter.metrics.health_mapping import MappingError, apply
+from resilience_exporter.metrics.health_presets import PRESETS
 from resilience_exporter.probes.http import HttpProbe, HttpTarget
 from resilience_exporter.yamlfile import ConfigError
 from scripts.testservers.base import free_port
@@ -549,7 +551,7 @@ def test_state_spellings(spelling: str, state: str) -> None:
 
 @pytest.mark.parametrize("bad", ["opened", "", "UNKNOWN", 1, None])
 def test_unknown_states_are_rejected(bad: object) -> None:
-    with pytest.raises(MappingError):
+    with pytest.raises(BreakerStateError):
         breaker_state(bad)
 
 

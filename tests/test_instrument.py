@@ -30,10 +30,11 @@ from http_app import BackgroundApp, BackgroundASGI
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from resilience_exporter.breakers import BreakerView
-from resilience_exporter.healthmap import PRESETS, apply
 from resilience_exporter.instrument import Instrumentation
-from resilience_exporter.pools import PoolStats
+from resilience_exporter.metrics.breaker_schema import BreakerView
+from resilience_exporter.metrics.health_mapping import apply
+from resilience_exporter.metrics.health_presets import PRESETS
+from resilience_exporter.metrics.pool_schema import PoolStats
 from scripts.testservers.base import ServerProcess, free_port, port_open, require_binary, wait_until
 from scripts.testservers.postgres import PostgresServer
 

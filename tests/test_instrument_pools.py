@@ -34,9 +34,9 @@ from tests_support import eventually
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
-from resilience_exporter.families import HistogramValue
 from resilience_exporter.instrument import Instrumentation
-from resilience_exporter.pools import PoolStats
+from resilience_exporter.metrics.families import HistogramValue
+from resilience_exporter.metrics.pool_schema import PoolStats
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer

@@ -19,11 +19,12 @@ from conftest import REDIS_DEFAULT_PASSWORD
 from exporter_process import ExporterProcess, Exposition
 
 from resilience_exporter import config
-from resilience_exporter.encoding import Format, render_lines
-from resilience_exporter.families import Sample
+from resilience_exporter.metrics.encoding import Format, render_lines
+from resilience_exporter.metrics.families import Sample
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.probes.redis.probe import RedisProbe
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import Snapshot, SnapshotStore, TargetRunner
+from resilience_exporter.runtime import TargetRunner
 from scripts.testservers.redis import RedisServer
 
 INTERNAL_LOG = "probe failed inside the exporter"

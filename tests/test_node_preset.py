@@ -22,8 +22,9 @@ from node_service import NODE_APP, NodeService, node_binary, npm_ci
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
-from resilience_exporter.breakers import OUTCOMES, BreakerView
-from resilience_exporter.healthmap import PRESETS, apply
+from resilience_exporter.metrics.breaker_schema import OUTCOMES, BreakerView
+from resilience_exporter.metrics.health_mapping import apply
+from resilience_exporter.metrics.health_presets import PRESETS
 from scripts.testservers.base import ServerError, wait_until
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer

@@ -13,7 +13,7 @@ from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
 from psycopg import errors, sql
 
-from resilience_exporter.families import Family, Sample
+from resilience_exporter.metrics.families import Family, Sample
 from resilience_exporter.probes.postgres import stats
 from scripts.testservers.postgres import PostgresServer
 

@@ -21,7 +21,7 @@ from tests_support import Repeating, wait_cleared, wait_firing
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
-from resilience_exporter.families import Sample
+from resilience_exporter.metrics.families import Sample
 from resilience_exporter.probes.postgres import stats
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer, PostgresStandby

@@ -9,8 +9,9 @@ import pytest
 from exporter_process import http_target_config
 
 from resilience_exporter import config
+from resilience_exporter.metrics.snapshots import SnapshotStore
 from resilience_exporter.probethread import ProbeThread, ProbeThreadError
-from resilience_exporter.runtime import Runtime, SnapshotStore
+from resilience_exporter.runtime import Runtime
 from scripts.testservers.base import free_port
 
 

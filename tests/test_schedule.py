@@ -11,9 +11,10 @@ from collections.abc import Callable, Collection, Sequence
 import pytest
 
 from resilience_exporter import config
-from resilience_exporter.families import Sample
+from resilience_exporter.metrics.families import Sample
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import Snapshot, SnapshotStore, TargetRunner, next_slot
+from resilience_exporter.runtime import TargetRunner, next_slot
 
 INTERVAL = 0.1
 CONFIG = """\

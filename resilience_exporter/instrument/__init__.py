@@ -22,8 +22,6 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from resilience_exporter.breakers import BreakerView, breaker_samples
-from resilience_exporter.families import Sample
 from resilience_exporter.instrument.breaker import BreakerTracker
 from resilience_exporter.instrument.checkouts import DEFAULT_LEAK_THRESHOLD
 from resilience_exporter.instrument.document import generic_document
@@ -33,7 +31,9 @@ from resilience_exporter.instrument.pools import (
     RedisPoolReader,
     reader_for,
 )
-from resilience_exporter.pools import PoolStats, pool_samples
+from resilience_exporter.metrics.breaker_schema import BreakerView, breaker_samples
+from resilience_exporter.metrics.families import Sample
+from resilience_exporter.metrics.pool_schema import PoolStats, pool_samples
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -140,7 +140,7 @@ class Instrumentation:
     # prometheus_client
 
     def collect(self) -> Iterator[Metric]:
-        from resilience_exporter.client_python import metric_families
+        from resilience_exporter.metrics.client_python import metric_families
 
         yield from metric_families(self.samples())
 

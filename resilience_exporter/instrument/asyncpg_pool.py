@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from resilience_exporter.instrument.checkouts import CheckoutTracker
-from resilience_exporter.pools import PoolStats
+from resilience_exporter.metrics.pool_schema import PoolStats
 
 _TRACKED = "__resilience_exporter_tracker__"
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from resilience_exporter.breakers import BreakerState, BreakerView, Outcome
+from resilience_exporter.metrics.breaker_schema import BreakerState, BreakerView, Outcome
 
 P = ParamSpec("P")
 R = TypeVar("R")

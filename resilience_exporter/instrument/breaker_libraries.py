@@ -20,8 +20,7 @@ import types
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from resilience_exporter.breakers import BreakerState
-from resilience_exporter.healthmap import breaker_state
+from resilience_exporter.metrics.breaker_schema import BreakerState, breaker_state
 
 if TYPE_CHECKING:
     from resilience_exporter.instrument.breaker import BreakerLibrary, BreakerTracker

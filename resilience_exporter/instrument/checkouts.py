@@ -16,8 +16,8 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from resilience_exporter.families import HistogramAccumulator, HistogramValue
-from resilience_exporter.pools import HOLD_BUCKETS, PoolStats
+from resilience_exporter.metrics.families import HistogramAccumulator, HistogramValue
+from resilience_exporter.metrics.pool_schema import HOLD_BUCKETS, PoolStats
 
 DEFAULT_LEAK_THRESHOLD = 30.0
 

@@ -7,7 +7,7 @@ import inspect
 from typing import Any, Protocol, runtime_checkable
 
 from resilience_exporter.instrument.checkouts import CheckoutTracker
-from resilience_exporter.pools import PoolStats
+from resilience_exporter.metrics.pool_schema import PoolStats
 
 
 @runtime_checkable

@@ -21,9 +21,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from resilience_exporter.families import HistogramAccumulator
 from resilience_exporter.instrument.checkouts import CheckoutTracker
-from resilience_exporter.pools import PoolStats
+from resilience_exporter.metrics.families import HistogramAccumulator
+from resilience_exporter.metrics.pool_schema import PoolStats
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

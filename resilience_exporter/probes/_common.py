@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from resilience_exporter.pools import PoolTimings
+from resilience_exporter.metrics.pool_schema import PoolTimings
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from resilience_exporter.classify import classify_builtin, unexplained
 from resilience_exporter.config import TargetConfig
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.reasons import Failure
 from resilience_exporter.registry import KindSpec, register_kind
 

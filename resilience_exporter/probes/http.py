@@ -21,8 +21,9 @@ from pydantic import Field, field_validator, model_validator
 from resilience_exporter import __version__
 from resilience_exporter.classify.http import classify_http
 from resilience_exporter.config import TargetConfig
-from resilience_exporter.families import Sample, family, sample
-from resilience_exporter.healthmap import PRESETS, HealthMapping, MappingError, Preset, apply
+from resilience_exporter.metrics.families import Sample, family, sample
+from resilience_exporter.metrics.health_mapping import HealthMapping, MappingError, apply
+from resilience_exporter.metrics.health_presets import PRESETS, Preset
 from resilience_exporter.models import TLSClientConfig
 from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from resilience_exporter.abandon import Abandoner
 from resilience_exporter.classify.postgres import classify_pgbouncer
 from resilience_exporter.config import TargetConfig
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
 from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind

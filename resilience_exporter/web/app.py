@@ -12,8 +12,8 @@ from aiohttp import web
 
 import resilience_exporter
 from resilience_exporter import multitarget
-from resilience_exporter.encoding import render_lines
-from resilience_exporter.exposition import accepts_gzip, negotiate
+from resilience_exporter.metrics.encoding import render_lines
+from resilience_exporter.metrics.exposition import accepts_gzip, negotiate
 from resilience_exporter.reasons import Failure
 from resilience_exporter.secrets import redact
 from resilience_exporter.web.service import Service

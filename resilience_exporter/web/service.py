@@ -26,10 +26,11 @@ import resilience_exporter
 from resilience_exporter import config as config_module
 from resilience_exporter import multitarget
 from resilience_exporter.config import TargetConfig
-from resilience_exporter.exposition import Exposition
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.exposition import Exposition
+from resilience_exporter.metrics.families import Sample, family, sample
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.probethread import ProbeThread
-from resilience_exporter.runtime import Runtime, Snapshot, SnapshotStore
+from resilience_exporter.runtime import Runtime
 from resilience_exporter.sharding import Shard, assigned_targets
 from resilience_exporter.web.guard import WebGuard
 from resilience_exporter.web.tls import WebConfigError, build_ssl_context

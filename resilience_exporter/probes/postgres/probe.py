@@ -20,8 +20,8 @@ from pydantic import Field, model_validator
 
 from resilience_exporter.classify.postgres import classify_postgres
 from resilience_exporter.config import PoolConfig, TargetConfig
-from resilience_exporter.families import Sample
-from resilience_exporter.pools import PoolStats, PoolTimings, pool_samples
+from resilience_exporter.metrics.families import Sample
+from resilience_exporter.metrics.pool_schema import PoolStats, PoolTimings, pool_samples
 from resilience_exporter.probes._common import ConnectObserver
 from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
 from resilience_exporter.probes.postgres.stats import samples, statement

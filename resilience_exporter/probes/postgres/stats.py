@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from resilience_exporter.families import Family, Sample, family, sample
+from resilience_exporter.metrics.families import Family, Sample, family, sample
 from resilience_exporter.reasons import ProbeError
 
 _STANDBY = ("target", "application_name", "client_addr")

@@ -22,7 +22,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
-from resilience_exporter.pools import PoolTimings
+from resilience_exporter.metrics.pool_schema import PoolTimings
 from resilience_exporter.probes._common import ConnectObserver
 from resilience_exporter.probes.redis.config import RedisTarget, split_host_port
 from resilience_exporter.reasons import ProbeError

@@ -17,7 +17,7 @@ from typing import Any
 import redis.exceptions
 from redis.asyncio import Redis
 
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.probes.redis.config import RedisTarget
 from resilience_exporter.probes.redis.info import cluster_enabled, info_samples
 from resilience_exporter.reasons import ProbeError

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from resilience_exporter.families import Family, Sample, family, sample
+from resilience_exporter.metrics.families import Family, Sample, family, sample
 from resilience_exporter.probes.redis.config import host_port
 from resilience_exporter.reasons import ProbeError
 

@@ -3,7 +3,7 @@ they named, and whether they could fail it over (quorum, Sentinels and replicas 
 
 from __future__ import annotations
 
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.probes.redis.client import RedisClients
 from resilience_exporter.probes.redis.config import SentinelConfig, host_port
 

@@ -1,10 +1,7 @@
 """From an application's JSON health document to the shared breaker and pool schemas.
 
 A mapping is declarative: JMESPath expressions (the `jmespath` library) say where each value
-sits. Three presets are built in: `generic`, the small document described in
-docs/application-health.md (and served by `resilience_exporter.instrument`), `resilience4j`,
-Spring Boot's `/actuator/health` with Resilience4j's circuit-breaker health indicator, and
-`node`, opossum breakers and node-postgres / generic-pool pools as those libraries show them.
+sits. The built-in presets are in `health_presets`.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
@@ -23,22 +19,29 @@ import jmespath.parser
 from jmespath import functions as jmespath_functions
 from pydantic import AfterValidator, Field
 
-from resilience_exporter.breakers import (
+from resilience_exporter.metrics.breaker_schema import (
     OUTCOMES,
     BreakerState,
+    BreakerStateError,
     BreakerView,
     Outcome,
     breaker_samples,
+    breaker_state,
 )
-from resilience_exporter.families import HistogramValue, Sample
+from resilience_exporter.metrics.families import HistogramValue, Sample
+from resilience_exporter.metrics.pool_schema import PoolStats, pool_samples
 from resilience_exporter.models import StrictModel
-from resilience_exporter.pools import PoolStats, pool_samples
-
-GENERIC_FORMAT_VERSION = 1
 
 
 class MappingError(ValueError):
     """The document does not fit the mapping: malformed, partial or out of range."""
+
+
+def _breaker_state(value: object) -> BreakerState:
+    try:
+        return breaker_state(value)
+    except BreakerStateError as exc:
+        raise MappingError(str(exc)) from None
 
 
 class _Functions(jmespath_functions.Functions):
@@ -154,137 +157,6 @@ class HealthMapping(StrictModel):
     pools: PoolsMapping | None = None
 
 
-PRESETS: Mapping[str, HealthMapping] = {
-    "generic": HealthMapping(
-        check=f"version == `{GENERIC_FORMAT_VERSION}`",
-        breakers=BreakersMapping(
-            items="breakers || `[]`",
-            state="state",
-            failure_ratio="failure_ratio",
-            calls=CallsMapping(
-                success="calls.success",
-                failure="calls.failure",
-                timeout="calls.timeout",
-                rejected="calls.rejected",
-            ),
-            transitions="transitions",
-            next_attempt_at="next_attempt_at",
-            fallbacks="fallbacks",
-            slow_calls="slow_calls",
-            slow_call_ratio="slow_call_ratio",
-            call_duration_quantiles="call_duration_seconds",
-        ),
-        pools=PoolsMapping(
-            items="pools || `[]`",
-            max="max",
-            min="min",
-            size="size",
-            in_use="in_use",
-            idle="idle",
-            waiting="waiting",
-            connect_errors="connect_errors",
-            acquire_errors="acquire_errors",
-            lost="lost",
-            overflow="overflow",
-            long_held="long_held",
-            leak_threshold_seconds="leak_threshold_seconds",
-            oldest_checkout_age_seconds="oldest_checkout_age_seconds",
-            acquire_seconds="acquire_seconds",
-            connect_seconds="connect_seconds",
-            hold_seconds="hold_seconds",
-        ),
-    ),
-    # Spring Boot 2.2+ nests indicators under `components` (older releases: `details`).
-    # bufferedCalls and failedCalls describe the sliding window, not totals, so only the
-    # cumulative notPermittedCalls becomes a counter.
-    "resilience4j": HealthMapping(
-        check="status",
-        breakers=BreakersMapping(
-            items="(components || details).circuitBreakers.details || `{}`",
-            state="details.state",
-            failure_rate_percent="details.failureRate",
-            slow_call_rate_percent="details.slowCallRate",
-            calls=CallsMapping(rejected="details.notPermittedCalls"),
-        ),
-    ),
-    # opossum's `toJSON()` counts its rolling window only (`status`), so the calls go to the
-    # window gauges. Its `failures` include timeouts and semaphore rejections (calls refused
-    # because `capacity` calls were running): those are taken out of the failure outcome, and
-    # semaphore rejections join the rejected one. `max` keeps a failure count a filtered
-    # timeout (reported by opossum as a timeout and a success) would take below zero.
-    # The failure ratio is opossum's own trip ratio, failures / fires, over the window; a call
-    # that outlives the window leaves its fire behind before it fails, so the ratio can pass 1.
-    "node": HealthMapping(
-        check="type(@) == 'object'",
-        breakers=BreakersMapping(
-            items="breakers || `[]`",
-            name="state.name",
-            state=(
-                "(state.shutdown && 'shutdown') || (state.enabled == `false` && 'disabled')"
-                " || (state.open && 'open') || (state.halfOpen && 'half_open')"
-                " || (state.closed && 'closed') || `null`"
-            ),
-            failure_ratio=(
-                "ratio(status.failures, status.fires)"
-                " && min([`1`, ratio(status.failures, status.fires)])"
-            ),
-            window_calls=CallsMapping(
-                success="status.successes",
-                failure=(
-                    "max([`0`, subtract(status.failures,"
-                    " sum([status.timeouts, status.semaphoreRejections]))])"
-                ),
-                timeout="status.timeouts",
-                rejected="sum([status.rejects, status.semaphoreRejections])",
-            ),
-            window_fallbacks="status.fallbacks",
-            # opossum reports 0 for every percentile of an empty window: no calls, no series.
-            call_duration_quantiles=(
-                "sum([status.successes, status.failures, status.timeouts]) > `0`"
-                " && status.percentiles || `null`"
-            ),
-            call_duration_unit="milliseconds",
-        ),
-        # node-postgres: totalCount, idleCount, waitingCount; generic-pool: borrowed,
-        # available, pending (its `size` also counts resources being created or validated).
-        pools=PoolsMapping(
-            items="pools || `[]`",
-            max="max",
-            min="min",
-            size="totalCount",
-            in_use="borrowed",
-            idle="idleCount || available",
-            waiting="waitingCount || pending",
-        ),
-    ),
-}
-Preset = Literal["generic", "resilience4j", "node"]
-
-# Every spelling folds to lower case without separators before the lookup. Resilience4j's
-# special states: FORCED_OPEN rejects every call (open); DISABLED and METRICS_ONLY let every
-# call through (closed). A shut-down opossum breaker rejects every call (open); a disabled
-# one lets every call through (closed).
-_STATES: Mapping[str, BreakerState] = {
-    "closed": "closed",
-    "open": "open",
-    "halfopen": "half_open",
-    "forcedopen": "open",
-    "disabled": "closed",
-    "metricsonly": "closed",
-    "shutdown": "open",
-}
-_SEPARATORS = re.compile(r"[\s_-]+")
-
-
-def breaker_state(value: object) -> BreakerState:
-    if not isinstance(value, str):
-        raise MappingError(f"breaker state {value!r} is not a string")
-    state = _STATES.get(_SEPARATORS.sub("", value).lower())
-    if state is None:
-        raise MappingError(f"unknown breaker state {value!r}")
-    return state
-
-
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool):
         raise MappingError(f"{what}: {value!r} is not a number")
@@ -362,7 +234,7 @@ def _transitions(raw: object, what: str) -> dict[tuple[BreakerState, BreakerStat
     for entry in raw:
         if not isinstance(entry, dict) or not {"from", "to", "count"} <= set(entry):
             raise MappingError(f"{what}: a transition needs from, to and count")
-        key = (breaker_state(entry["from"]), breaker_state(entry["to"]))
+        key = (_breaker_state(entry["from"]), _breaker_state(entry["to"]))
         out[key] = out.get(key, 0) + _count(entry["count"], f"{what} transition count")
     return out
 
@@ -421,7 +293,7 @@ def _breaker(item: _Item, mapping: BreakersMapping, index: int) -> tuple[str, Br
 
     raw_next = _field(item, mapping.next_attempt_at)
     view = BreakerView(
-        state=breaker_state(state_value),
+        state=_breaker_state(state_value),
         failure_ratio=_ratio(
             item, mapping.failure_ratio, mapping.failure_rate_percent, f"{what} failure ratio"
         ),

@@ -8,7 +8,7 @@ import resource
 
 import psutil
 
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 
 CPU_SECONDS = family(
     "process_cpu_seconds_total",

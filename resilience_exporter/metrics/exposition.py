@@ -20,10 +20,10 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from resilience_exporter.encoding import Format, header, render
-from resilience_exporter.families import CATALOG, Sample
-from resilience_exporter.process import ProcessStats
-from resilience_exporter.runtime import Snapshot, SnapshotStore
+from resilience_exporter.metrics.encoding import Format, header, render
+from resilience_exporter.metrics.families import CATALOG, Sample
+from resilience_exporter.metrics.process import ProcessStats
+from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
 

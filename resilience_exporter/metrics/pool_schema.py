@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from resilience_exporter.families import (
+from resilience_exporter.metrics.families import (
     HistogramAccumulator,
     HistogramValue,
     Sample,

@@ -8,8 +8,14 @@ from collections.abc import Iterable
 
 from prometheus_client.core import Metric
 
-from resilience_exporter.encoding import go_float
-from resilience_exporter.families import Family, HistogramValue, Sample, SampleValue, SummaryValue
+from resilience_exporter.metrics.encoding import go_float
+from resilience_exporter.metrics.families import (
+    Family,
+    HistogramValue,
+    Sample,
+    SampleValue,
+    SummaryValue,
+)
 
 
 def _add(metric: Metric, fam: Family, labels: dict[str, str], value: SampleValue) -> None:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 
-from resilience_exporter.families import (
+from resilience_exporter.metrics.families import (
     CATALOG,
     Family,
     HistogramValue,

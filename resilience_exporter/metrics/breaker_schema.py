@@ -13,10 +13,12 @@ sum of a window cannot be turned back into a counter (see docs/application-healt
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from resilience_exporter.families import Sample, family, sample
+from resilience_exporter.metrics.families import Sample, family, sample
 
 BreakerState = Literal["closed", "open", "half_open"]
 BREAKER_STATES: tuple[BreakerState, ...] = get_args(BreakerState)
@@ -146,3 +148,33 @@ def breaker_samples(breaker: str, source: str, view: BreakerView) -> list[Sample
             for quantile, seconds in sorted(view.call_duration_quantiles.items())
         ]
     return out
+
+
+class BreakerStateError(ValueError):
+    """A breaker state no supported library spells that way."""
+
+
+# Every spelling folds to lower case without separators before the lookup. Resilience4j's
+# special states: FORCED_OPEN rejects every call (open); DISABLED and METRICS_ONLY let every
+# call through (closed). A shut-down opossum breaker rejects every call (open); a disabled
+# one lets every call through (closed).
+_STATES: Mapping[str, BreakerState] = {
+    "closed": "closed",
+    "open": "open",
+    "halfopen": "half_open",
+    "forcedopen": "open",
+    "disabled": "closed",
+    "metricsonly": "closed",
+    "shutdown": "open",
+}
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def breaker_state(value: object) -> BreakerState:
+    """The schema's state for a library's spelling of it (`HALF_OPEN`, `halfOpen`)."""
+    if not isinstance(value, str):
+        raise BreakerStateError(f"breaker state {value!r} is not a string")
+    state = _STATES.get(_SEPARATORS.sub("", value).lower())
+    if state is None:
+        raise BreakerStateError(f"unknown breaker state {value!r}")
+    return state
