@@ -18,7 +18,7 @@ import psycopg
 
 from bench import harness
 from bench.harness import Measured, UsageMeter, ms
-from resilience_exporter import config as config_module
+from resilience_exporter.configuration import loader as config_module
 from resilience_exporter.probes.postgres.stats import statement as postgres_statement
 from resilience_exporter.registry import kind_spec
 from scripts.testservers.base import free_port

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from resilience_exporter.config import BreakerConfig
+from resilience_exporter.configuration.targets import BreakerConfig
 from resilience_exporter.metrics.breaker_schema import BreakerState, BreakerView, Outcome
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.reasons import Failure

@@ -21,10 +21,10 @@ from aiohttp import web
 
 import resilience_exporter
 from resilience_exporter import logs, sharding
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.web.app import WebState, make_app
 from resilience_exporter.web.service import Service, ServiceOptions, load_config, load_web
 from resilience_exporter.web.tls import WebConfigError
-from resilience_exporter.yamlfile import ConfigError
 
 log = logging.getLogger("resilience_exporter")
 ENV_PREFIX = "RESILIENCE_EXPORTER_"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
-from resilience_exporter.secrets import redact
+from resilience_exporter.configuration.secrets import redact
 
 LogFormat = Literal["logfmt", "json"]
 LOG_LEVELS = ("debug", "info", "warn", "error")

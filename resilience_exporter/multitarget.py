@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from resilience_exporter.config import Config, TargetConfig
+from resilience_exporter.configuration.loader import Config
+from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.runtime import TargetRunner
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from resilience_exporter.config import TargetConfig
+    from resilience_exporter.configuration.targets import TargetConfig
     from resilience_exporter.metrics.families import Sample
     from resilience_exporter.reasons import Failure
 
@@ -48,9 +48,8 @@ class KindSpec:
     kind: str
     config_model: type[TargetConfig]
     create: Callable[[Any], Probe]
-    # Environment variable holding a URL that adds a target of this kind in the embedded
-    # default, and how to turn that URL into a config mapping.
-    env_url_var: str | None = None
+    # How a URL in the embedded default's variable for this kind
+    # (`loader.EMBEDDED_URL_VARIABLES`) becomes a config mapping.
     from_env_url: Callable[[str], Mapping[str, Any]] | None = None
     # Kinds configured outside `targets:` (the host) are not accepted in the target list.
     listed: bool = True
@@ -97,5 +96,5 @@ def listed_kinds() -> list[str]:
 
 
 def all_kinds() -> list[KindSpec]:
-    """Every kind, all imported: for the generated docs and the embedded default."""
+    """Every kind, all imported: for the generated docs."""
     return [kind_spec(kind) for kind in kind_names()]

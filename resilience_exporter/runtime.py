@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from resilience_exporter.abandon import Abandoner
 from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.classify import internal
-from resilience_exporter.config import TargetConfig
+from resilience_exporter.configuration.secrets import redact
+from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.breaker_schema import breaker_samples
 from resilience_exporter.metrics.encoding import LineWriter
 from resilience_exporter.metrics.families import (
@@ -30,7 +31,6 @@ from resilience_exporter.metrics.families import (
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.reasons import PROBE_REASONS, Failure
 from resilience_exporter.registry import Probe, kind_spec
-from resilience_exporter.secrets import redact
 
 log = logging.getLogger(__name__)
 

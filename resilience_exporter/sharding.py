@@ -13,7 +13,8 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from resilience_exporter.config import Config, TargetConfig
+from resilience_exporter.configuration.loader import Config
+from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
 
 SHARD = family(

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 from exporter_process import Exposition
 
-from resilience_exporter import config
 from resilience_exporter.breaker import CircuitBreaker
-from resilience_exporter.config import BreakerConfig, TargetConfig
+from resilience_exporter.configuration import loader
+from resilience_exporter.configuration.targets import BreakerConfig, TargetConfig
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.metrics.breaker_schema import BreakerState, BreakerView
 from resilience_exporter.metrics.encoding import Format, render_lines
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import SnapshotStore
 from resilience_exporter.reasons import Failure
 from resilience_exporter.runtime import TargetRunner
-from resilience_exporter.yamlfile import ConfigError
 
 REFUSED = Failure("refused", "connection refused")
 AUTH = Failure("auth", "password authentication failed", persistent=True)
@@ -233,7 +233,7 @@ targets:
 
 
 def parse(breaker: str) -> TargetConfig:
-    (target,) = config.parse(TARGET.format(breaker=breaker), "c.yml").targets
+    (target,) = loader.parse(TARGET.format(breaker=breaker), "c.yml").targets
     return target
 
 

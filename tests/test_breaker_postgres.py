@@ -11,7 +11,7 @@ import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 
-from resilience_exporter.config import parse as parse_config
+from resilience_exporter.configuration.loader import parse as parse_config
 from resilience_exporter.metrics.families import HistogramValue, Sample, SummaryValue
 from resilience_exporter.metrics.pool_schema import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
 from resilience_exporter.probes.postgres import PostgresProbe, PostgresTarget

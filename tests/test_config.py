@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,12 @@ from exporter_process import run_exporter
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from resilience_exporter import config
-from resilience_exporter.models import parse_duration
+from resilience_exporter import registry
+from resilience_exporter.configuration import loader
+from resilience_exporter.configuration.models import parse_duration
+from resilience_exporter.configuration.yamlfile import ConfigError, ConfigIssue
 from resilience_exporter.probes.postgres import PostgresTarget
 from resilience_exporter.sharding import Shard, assigned_targets
-from resilience_exporter.yamlfile import ConfigError, ConfigIssue
 
 VALID = """\
 defaults: {interval: 15s, timeout: 5s}
@@ -30,7 +33,7 @@ host: {enabled: true}
 
 
 def test_valid_config_applies_defaults_and_hides_the_secret() -> None:
-    cfg = config.parse(VALID, "c.yml", env={"ORDERS_DB_PASSWORD": "s3cr3t-value"})
+    cfg = loader.parse(VALID, "c.yml", env={"ORDERS_DB_PASSWORD": "s3cr3t-value"})
     (target,) = cfg.targets
     assert isinstance(target, PostgresTarget)
     assert target.interval_seconds == 15
@@ -105,7 +108,7 @@ def test_valid_config_applies_defaults_and_hides_the_secret() -> None:
 )
 def test_rejections_name_file_line_and_key(text: str, line: int, key: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        config.parse(text, "conf/exporter.yml", env={"ORDERS_DB_PASSWORD": "pw"})
+        loader.parse(text, "conf/exporter.yml", env={"ORDERS_DB_PASSWORD": "pw"})
     issue = raised.value.issues[0]
     assert (issue.file, issue.line) == ("conf/exporter.yml", line), str(raised.value)
     assert issue.key == key
@@ -115,7 +118,7 @@ def test_rejections_name_file_line_and_key(text: str, line: int, key: str, messa
 
 def test_password_in_dsn_moves_to_the_secret() -> None:
     text = "targets:\n  - {name: a, kind: postgres, dsn: 'postgresql://u:Pa55word-x@h/db'}\n"
-    (target,) = config.parse(text, "c.yml").targets
+    (target,) = loader.parse(text, "c.yml").targets
     assert isinstance(target, PostgresTarget)
     assert "Pa55word-x" not in target.dsn
     assert target.resolve_password() == "Pa55word-x"
@@ -124,14 +127,14 @@ def test_password_in_dsn_moves_to_the_secret() -> None:
 def test_password_in_dsn_and_key_conflict() -> None:
     text = "targets:\n  - {name: a, kind: postgres, dsn: 'postgresql://u:pw1@h/db', password: x}\n"
     with pytest.raises(ConfigError, match="dsn holds a password"):
-        config.parse(text, "c.yml")
+        loader.parse(text, "c.yml")
 
 
 def test_password_file_is_read_at_use(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("first-secret\n")
     text = f"targets:\n  - {{name: a, kind: postgres, dsn: 'host=h', password_file: {secret}}}\n"
-    (target,) = config.parse(text, "c.yml").targets
+    (target,) = loader.parse(text, "c.yml").targets
     assert isinstance(target, PostgresTarget)
     assert target.resolve_password() == "first-secret"
     secret.write_text("rotated-secret\n")
@@ -141,14 +144,14 @@ def test_password_file_is_read_at_use(tmp_path: Path) -> None:
 def test_missing_password_file_is_rejected(tmp_path: Path) -> None:
     text = "targets:\n  - name: a\n    kind: postgres\n    dsn: host=h\n    password_file: /nope\n"
     with pytest.raises(ConfigError) as raised:
-        config.parse(text, "c.yml")
+        loader.parse(text, "c.yml")
     assert raised.value.issues[0].line == 2
     assert "/nope" in raised.value.issues[0].message
 
 
 def test_literal_dollar_brace_is_escaped() -> None:
     text = "targets:\n  - {name: a, kind: postgres, dsn: host=h, password: 'a$${B}'}\n"
-    (target,) = config.parse(text, "c.yml", env={}).targets
+    (target,) = loader.parse(text, "c.yml", env={}).targets
     assert isinstance(target, PostgresTarget)
     assert target.resolve_password() == "a${B}"
 
@@ -156,16 +159,36 @@ def test_literal_dollar_brace_is_escaped() -> None:
 def test_invalid_dsn_does_not_echo_it() -> None:
     text = "targets:\n  - {name: a, kind: postgres, dsn: 'host=h password=Leak-Me-99 =bad'}\n"
     with pytest.raises(ConfigError) as raised:
-        config.parse(text, "c.yml")
+        loader.parse(text, "c.yml")
     assert "Leak-Me-99" not in str(raised.value)
 
 
 def test_embedded_default_takes_database_url() -> None:
-    cfg = config.embedded_default({"DATABASE_URL": "postgresql://app:Env-Pw-1@db:5432/app"})
+    cfg = loader.embedded_default({"DATABASE_URL": "postgresql://app:Env-Pw-1@db:5432/app"})
     (target,) = cfg.targets
     assert target.kind == "postgres"
     assert target.name == "database"
     assert "Env-Pw-1" not in repr(cfg)
+
+
+def test_each_embedded_variable_names_a_kind_that_reads_urls() -> None:
+    kinds = {spec.kind for spec in registry.all_kinds() if spec.from_env_url is not None}
+    assert set(loader.EMBEDDED_URL_VARIABLES.values()) == kinds
+
+
+def test_embedded_default_imports_only_the_kinds_it_is_given() -> None:
+    """A kind's client library is loaded only when a configuration names the kind: checked
+    in a fresh interpreter, whose modules are the ones this import loads."""
+    script = (
+        "import sys; from resilience_exporter.configuration import loader; "
+        "loader.embedded_default({'REDIS_URL': 'redis://cache:6379/0'}); "
+        "print(' '.join(sorted(m for m in ('redis', 'psycopg', 'psycopg_pool', 'aiohttp', "
+        "'jmespath') if m in sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == ["redis"]
 
 
 def test_durations() -> None:
@@ -231,7 +254,7 @@ _DOCUMENTS = st.recursive(
 def load_issues(text: str) -> list[ConfigIssue] | None:
     """None when the text loads; the issues when it is rejected. Any other exception escapes."""
     try:
-        config.parse(text, "fuzz.yml", env={})
+        loader.parse(text, "fuzz.yml", env={})
     except ConfigError as exc:
         return exc.issues
     return None
@@ -267,7 +290,7 @@ modules:
     breaker: {consecutive_failures: 1}
     allow: [10.0.0.0/8]
 """
-    cfg = config.parse(text, "c.yml", env={})
+    cfg = loader.parse(text, "c.yml", env={})
     from_module = cfg.modules["pg"].target("10.1.2.3:5432")
     (configured,) = cfg.targets
     for target in (configured, from_module):

@@ -27,7 +27,7 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
 import resilience_exporter
-from resilience_exporter import config as exporter_config
+from resilience_exporter.configuration import loader as exporter_config
 from scripts import sync_chart_assets
 
 ROOT = Path(__file__).resolve().parent.parent

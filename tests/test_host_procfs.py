@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from resilience_exporter import config as exporter_config
+from resilience_exporter.configuration import loader as exporter_config
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.probes.host import HostConfig, read_net_dev
-from resilience_exporter.yamlfile import ConfigError
 
 PROBE_ONCE = """
 import asyncio, json, sys

@@ -16,13 +16,13 @@ from aiohttp import web
 from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 from http_app import BackgroundApp
 
-from resilience_exporter.config import parse
+from resilience_exporter.configuration.loader import parse
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.metrics.breaker_schema import BreakerStateError, breaker_state
 from resilience_exporter.metrics.families import HistogramValue
 from resilience_exporter.metrics.health_mapping import MappingError, apply
 from resilience_exporter.metrics.health_presets import PRESETS
 from resilience_exporter.probes.http import HttpProbe, HttpTarget
-from resilience_exporter.yamlfile import ConfigError
 from scripts.testservers.base import free_port
 
 TOKEN = "Bearer-Secret-9d1c44"

@@ -18,7 +18,7 @@ import pytest
 from conftest import REDIS_DEFAULT_PASSWORD
 from exporter_process import ExporterProcess, Exposition
 
-from resilience_exporter import config
+from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.encoding import Format, render_lines
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
@@ -93,7 +93,7 @@ def test_a_library_that_changed_under_the_probe_reads_down_not_missing(
 
 def runner_for(redis_server: RedisServer) -> TargetRunner:
     breaker = "breaker: {consecutive_failures: 2}"
-    (target, _) = config.parse(targets_config(redis_server, breaker=breaker), "c.yml").targets
+    (target, _) = loader.parse(targets_config(redis_server, breaker=breaker), "c.yml").targets
     return TargetRunner(target, SnapshotStore())
 
 

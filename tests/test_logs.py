@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from resilience_exporter.configuration.secrets import remember
 from resilience_exporter.logs import JsonFormatter, LogfmtFormatter
-from resilience_exporter.secrets import remember
 
 SECRET = "Log-Secret-77a1"
 

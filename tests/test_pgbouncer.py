@@ -16,9 +16,9 @@ from tests_support import eventually, wait_firing
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
-from resilience_exporter.config import parse
+from resilience_exporter.configuration.loader import parse
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
-from resilience_exporter.yamlfile import ConfigError
 from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer

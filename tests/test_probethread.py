@@ -8,7 +8,7 @@ import threading
 import pytest
 from exporter_process import http_target_config
 
-from resilience_exporter import config
+from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.snapshots import SnapshotStore
 from resilience_exporter.probethread import ProbeThread, ProbeThreadError
 from resilience_exporter.runtime import Runtime
@@ -17,7 +17,7 @@ from scripts.testservers.base import free_port
 
 def dead_http_target_runtime(store: SnapshotStore) -> Runtime:
     text = http_target_config("orders-api", f"http://127.0.0.1:{free_port()}/health")
-    return Runtime(config.parse(text, "c.yml").targets, store)
+    return Runtime(loader.parse(text, "c.yml").targets, store)
 
 
 async def test_runners_probe_on_their_own_loop_and_stop_with_it() -> None:

@@ -11,10 +11,11 @@ from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD,
 from exporter_process import ExporterProcess, Exposition, up_is
 from tests_support import eventually
 
-from resilience_exporter.config import TargetConfig, embedded_default, parse
+from resilience_exporter.configuration.loader import embedded_default, parse
+from resilience_exporter.configuration.targets import TargetConfig
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.probes.redis.config import RedisTarget
 from resilience_exporter.probes.redis.probe import RedisProbe
-from resilience_exporter.yamlfile import ConfigError
 from scripts.testservers.redis import RedisServer, SentinelServer
 
 MAXMEMORY = 64 * 1024 * 1024

@@ -19,10 +19,10 @@ from test_redis import probes_done
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
-from resilience_exporter.config import parse
+from resilience_exporter.configuration.loader import parse
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.probes.redis import commands
 from resilience_exporter.probes.redis.commands import EXTRAS, RefusedCommands
-from resilience_exporter.yamlfile import ConfigError
 from scripts.testservers.base import wait_until
 from scripts.testservers.prometheus import PrometheusServer
 from scripts.testservers.redis import RedisCluster, RedisServer, SentinelServer

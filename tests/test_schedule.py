@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import pytest
 
-from resilience_exporter import config
+from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.reasons import Failure
@@ -80,7 +80,7 @@ class ScriptedProbe:
 
 
 def runner_with(probe: ScriptedProbe) -> TargetRunner:
-    (target,) = config.parse(CONFIG, "c.yml").targets
+    (target,) = loader.parse(CONFIG, "c.yml").targets
     runner = TargetRunner(target, SnapshotStore())
     runner.probe = probe
     return runner

@@ -31,9 +31,9 @@ import trustme
 from exporter_process import ExporterProcess
 from toolkit_cases import DEBIAN_PACKAGE, TESTDATA, TOOLKIT_WEB, ToolkitCase, load_cases
 
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.web.tls import WebConfigError
 from resilience_exporter.web.webconfig import load_web_config
-from resilience_exporter.yamlfile import ConfigError
 from scripts.testservers.base import wait_until
 
 if not TOOLKIT_WEB.is_dir():

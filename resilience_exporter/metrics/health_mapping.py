@@ -19,6 +19,7 @@ import jmespath.parser
 from jmespath import functions as jmespath_functions
 from pydantic import AfterValidator, Field
 
+from resilience_exporter.configuration.models import StrictModel
 from resilience_exporter.metrics.breaker_schema import (
     OUTCOMES,
     BreakerState,
@@ -30,7 +31,6 @@ from resilience_exporter.metrics.breaker_schema import (
 )
 from resilience_exporter.metrics.families import HistogramValue, Sample
 from resilience_exporter.metrics.pool_schema import PoolStats, pool_samples
-from resilience_exporter.models import StrictModel
 
 
 class MappingError(ValueError):

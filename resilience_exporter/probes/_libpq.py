@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from resilience_exporter.secrets import remember
+from resilience_exporter.configuration.secrets import remember
 
 
 def password_out_of_dsn(data: Any, key: str = "dsn") -> Any:

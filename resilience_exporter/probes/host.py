@@ -26,7 +26,7 @@ import psutil
 from pydantic import Field, field_validator
 
 from resilience_exporter.classify import classify_builtin, unexplained
-from resilience_exporter.config import TargetConfig
+from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.reasons import Failure
 from resilience_exporter.registry import KindSpec, register_kind

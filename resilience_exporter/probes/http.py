@@ -20,14 +20,14 @@ from pydantic import Field, field_validator, model_validator
 
 from resilience_exporter import __version__
 from resilience_exporter.classify.http import classify_http
-from resilience_exporter.config import TargetConfig
+from resilience_exporter.configuration.models import TLSClientConfig
+from resilience_exporter.configuration.secrets import PasswordSource, Secret, remember
+from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.metrics.health_mapping import HealthMapping, MappingError, apply
 from resilience_exporter.metrics.health_presets import PRESETS, Preset
-from resilience_exporter.models import TLSClientConfig
 from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind
-from resilience_exporter.secrets import PasswordSource, Secret, remember
 
 PARSE_ERRORS = family(
     "resilience_http_parse_errors_total",

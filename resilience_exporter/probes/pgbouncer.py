@@ -22,12 +22,12 @@ from pydantic import Field, field_validator, model_validator
 
 from resilience_exporter.abandon import Abandoner
 from resilience_exporter.classify.postgres import classify_pgbouncer
-from resilience_exporter.config import TargetConfig
+from resilience_exporter.configuration.secrets import PasswordSource
+from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
 from resilience_exporter.reasons import Failure, ProbeError
 from resilience_exporter.registry import KindSpec, register_kind
-from resilience_exporter.secrets import PasswordSource
 
 _POOL_LABELS = ("target", "database", "user")
 _DB_LABELS = ("target", "database")

@@ -12,10 +12,10 @@ from aiohttp import web
 
 import resilience_exporter
 from resilience_exporter import multitarget
+from resilience_exporter.configuration.secrets import redact
 from resilience_exporter.metrics.encoding import render_lines
 from resilience_exporter.metrics.exposition import accepts_gzip, negotiate
 from resilience_exporter.reasons import Failure
-from resilience_exporter.secrets import redact
 from resilience_exporter.web.service import Service
 
 

@@ -23,9 +23,10 @@ from typing import Literal, get_args
 from aiohttp import web
 
 import resilience_exporter
-from resilience_exporter import config as config_module
 from resilience_exporter import multitarget
-from resilience_exporter.config import TargetConfig
+from resilience_exporter.configuration import loader as config_module
+from resilience_exporter.configuration.targets import TargetConfig
+from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.metrics.exposition import Exposition
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
@@ -35,7 +36,6 @@ from resilience_exporter.sharding import Shard, assigned_targets
 from resilience_exporter.web.guard import WebGuard
 from resilience_exporter.web.tls import WebConfigError, build_ssl_context
 from resilience_exporter.web.webconfig import WebConfig, load_web_config
-from resilience_exporter.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from resilience_exporter.models import StrictModel
+from resilience_exporter.configuration.models import StrictModel
 from resilience_exporter.web import openssl
 
 ClientAuthType = Literal[

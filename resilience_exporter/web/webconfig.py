@@ -23,9 +23,9 @@ from pydantic import (
     field_validator,
 )
 
-from resilience_exporter.models import StrictModel, parse_duration
+from resilience_exporter.configuration.models import StrictModel, parse_duration
+from resilience_exporter.configuration.yamlfile import parse_model, read_text
 from resilience_exporter.web.tls import TLSServerConfig, build_ssl_context
-from resilience_exporter.yamlfile import parse_model, read_text
 
 ALLOWED_HEADERS: Mapping[str, tuple[str, ...]] = {
     "Content-Security-Policy": (),

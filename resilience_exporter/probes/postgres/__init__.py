@@ -25,7 +25,6 @@ register_kind(
         kind="postgres",
         config_model=PostgresTarget,
         create=_create,
-        env_url_var="DATABASE_URL",
         from_env_url=_from_env_url,
     )
 )

@@ -19,14 +19,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import Field, model_validator
 
 from resilience_exporter.classify.postgres import classify_postgres
-from resilience_exporter.config import PoolConfig, TargetConfig
+from resilience_exporter.configuration.secrets import PasswordSource
+from resilience_exporter.configuration.targets import PoolConfig, TargetConfig
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.pool_schema import PoolStats, PoolTimings, pool_samples
 from resilience_exporter.probes._common import ConnectObserver
 from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
 from resilience_exporter.probes.postgres.stats import samples, statement
 from resilience_exporter.reasons import Failure
-from resilience_exporter.secrets import PasswordSource
 
 
 class PostgresTarget(TargetConfig, PasswordSource):

@@ -24,7 +24,6 @@ register_kind(
         kind="redis",
         config_model=RedisTarget,
         create=_create,
-        env_url_var="REDIS_URL",
         from_env_url=_from_env_url,
     )
 )

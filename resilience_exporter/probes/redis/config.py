@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from pydantic import Field, model_validator
 from redis.asyncio.connection import SSLConnection, parse_url
 
-from resilience_exporter.config import TargetConfig
-from resilience_exporter.models import StrictModel, TLSClientConfig
-from resilience_exporter.secrets import PasswordSource, Secret, remember
+from resilience_exporter.configuration.models import StrictModel, TLSClientConfig
+from resilience_exporter.configuration.secrets import PasswordSource, Secret, remember
+from resilience_exporter.configuration.targets import TargetConfig
 
 
 class RedisPoolConfig(StrictModel):

@@ -12,7 +12,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, SecretStr, model_validator
 
-from resilience_exporter.models import StrictModel
+from resilience_exporter.configuration.models import StrictModel
 
 _KNOWN: set[str] = set()
 MASK = "<secret>"
