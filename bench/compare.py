@@ -20,7 +20,7 @@ from bench import harness
 from bench.harness import Measured, UsageMeter, ms
 from resilience_exporter.configuration import loader as config_module
 from resilience_exporter.probes.postgres.stats import statement as postgres_statement
-from resilience_exporter.registry import kind_spec
+from resilience_exporter.probing.registry import kind_spec
 from scripts.testservers.base import free_port
 from scripts.testservers.postgres import PostgresServer
 

@@ -59,7 +59,7 @@ def rss_bytes(pid: int) -> int:
 
 def kind_available(kind: str) -> bool:
     """True when the exporter has the probe kind and the harness can start its server."""
-    from resilience_exporter.registry import kind_names
+    from resilience_exporter.probing.registry import kind_names
 
     return (
         kind in kind_names() and importlib.util.find_spec(f"scripts.testservers.{kind}") is not None

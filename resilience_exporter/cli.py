@@ -20,8 +20,9 @@ from pathlib import Path
 from aiohttp import web
 
 import resilience_exporter
-from resilience_exporter import logs, sharding
+from resilience_exporter import logs
 from resilience_exporter.configuration.yamlfile import ConfigError
+from resilience_exporter.probing import sharding
 from resilience_exporter.web.app import WebState, make_app
 from resilience_exporter.web.service import Service, ServiceOptions, load_config, load_web
 from resilience_exporter.web.tls import WebConfigError

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from exporter_process import Exposition
 
-from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.configuration import loader
 from resilience_exporter.configuration.targets import BreakerConfig, TargetConfig
 from resilience_exporter.configuration.yamlfile import ConfigError
@@ -16,8 +15,9 @@ from resilience_exporter.metrics.breaker_schema import BreakerState, BreakerView
 from resilience_exporter.metrics.encoding import Format, render_lines
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import SnapshotStore
+from resilience_exporter.probing.circuit_breaker import CircuitBreaker
+from resilience_exporter.probing.runtime import TargetRunner
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import TargetRunner
 
 REFUSED = Failure("refused", "connection refused")
 AUTH = Failure("auth", "password authentication failed", persistent=True)

@@ -12,12 +12,12 @@ from exporter_process import run_exporter
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from resilience_exporter import registry
 from resilience_exporter.configuration import loader
 from resilience_exporter.configuration.models import parse_duration
 from resilience_exporter.configuration.yamlfile import ConfigError, ConfigIssue
 from resilience_exporter.probes.postgres import PostgresTarget
-from resilience_exporter.sharding import Shard, assigned_targets
+from resilience_exporter.probing import registry
+from resilience_exporter.probing.sharding import Shard, assigned_targets
 
 VALID = """\
 defaults: {interval: 15s, timeout: 5s}

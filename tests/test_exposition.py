@@ -27,9 +27,9 @@ from resilience_exporter.metrics.families import (
     with_constant_labels,
 )
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
+from resilience_exporter.probing.runtime import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP
+from resilience_exporter.probing.sharding import SHARD
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP
-from resilience_exporter.sharding import SHARD
 
 FORMATS = [pytest.param(Format.TEXT, id="text"), pytest.param(Format.OPENMETRICS, id="om")]
 

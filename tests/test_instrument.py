@@ -287,7 +287,7 @@ def loaded_by_import(packages: tuple[str, ...], *modules: str) -> str:
 
 def test_importing_starts_and_pulls_in_nothing() -> None:
     packages = ("pybreaker", "aiohttp", "psycopg_pool", "redis")
-    assert loaded_by_import(packages, "resilience_exporter.runtime") == "[]"
+    assert loaded_by_import(packages, "resilience_exporter.probing.runtime") == "[]"
 
 
 def test_importing_pulls_in_none_of_the_new_libraries() -> None:

@@ -23,8 +23,8 @@ from resilience_exporter.metrics.encoding import Format, render_lines
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.probes.redis.probe import RedisProbe
+from resilience_exporter.probing.runtime import TargetRunner
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import TargetRunner
 from scripts.testservers.redis import RedisServer
 
 INTERNAL_LOG = "probe failed inside the exporter"
@@ -112,7 +112,7 @@ async def test_a_defect_in_the_probe_is_internal_and_never_opens_the_breaker(
 
     monkeypatch.setattr(RedisProbe, "probe", broken)
     try:
-        with caplog.at_level(logging.WARNING, logger="resilience_exporter.runtime"):
+        with caplog.at_level(logging.WARNING, logger="resilience_exporter.probing.runtime"):
             for _ in range(4):  # twice the breaker's consecutive_failures
                 snapshot = await runner.run_once()
                 assert snapshot.up is False
@@ -131,7 +131,7 @@ async def test_a_defect_in_the_probe_is_internal_and_never_opens_the_breaker(
 
         monkeypatch.setattr(RedisProbe, "probe", broken)
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="resilience_exporter.runtime"):
+        with caplog.at_level(logging.WARNING, logger="resilience_exporter.probing.runtime"):
             await runner.run_once()
             await runner.run_once()
         assert [r.getMessage() for r in caplog.records] == [INTERNAL_LOG], "again, once"

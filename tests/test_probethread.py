@@ -10,8 +10,8 @@ from exporter_process import http_target_config
 
 from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.snapshots import SnapshotStore
-from resilience_exporter.probethread import ProbeThread, ProbeThreadError
-from resilience_exporter.runtime import Runtime
+from resilience_exporter.probing.runtime import Runtime
+from resilience_exporter.probing.thread import ProbeThread, ProbeThreadError
 from scripts.testservers.base import free_port
 
 

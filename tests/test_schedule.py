@@ -13,8 +13,8 @@ import pytest
 from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
+from resilience_exporter.probing.runtime import TargetRunner, next_slot
 from resilience_exporter.reasons import Failure
-from resilience_exporter.runtime import TargetRunner, next_slot
 
 INTERVAL = 0.1
 CONFIG = """\
@@ -123,7 +123,7 @@ async def test_a_defect_in_a_round_is_published_and_the_schedule_goes_on(
         put(snapshot)
 
     runner.store.put = keep  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR, logger="resilience_exporter.runtime"):
+    with caplog.at_level(logging.ERROR, logger="resilience_exporter.probing.runtime"):
         runner.start()
         try:
             await wait_for_calls(probe, 4)

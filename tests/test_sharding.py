@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from exporter_process import ExporterProcess, Exposition, run_exporter
 
-from resilience_exporter.sharding import Shard, ShardError, owner
+from resilience_exporter.probing.sharding import Shard, ShardError, owner
 from scripts.testservers.base import free_port, wait_until
 
 SHARDS = 3

@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from resilience_exporter import registry
 from resilience_exporter.configuration.modules import ModuleAccess, ProbeModule, fill_template
 from resilience_exporter.configuration.targets import Defaults, TargetConfig, with_defaults
 from resilience_exporter.configuration.yamlfile import ConfigError, KeyPath, YamlDocument, read_text
+from resilience_exporter.probing import registry
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Validates a module's template at load time, before any request names a real address.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-# Every module that declares families outside the probe kinds.
-from resilience_exporter import breaker, runtime, sharding  # noqa: F401
 from resilience_exporter.metrics import breaker_schema, pool_schema, process  # noqa: F401
 from resilience_exporter.metrics.families import CATALOG, Family
-from resilience_exporter.registry import all_kinds
+
+# Every module that declares families outside the probe kinds.
+from resilience_exporter.probing import circuit_breaker, runtime, sharding  # noqa: F401
+from resilience_exporter.probing.registry import all_kinds
 from resilience_exporter.web import service  # noqa: F401
 
 GROUP_TITLES = {

@@ -28,8 +28,8 @@ from pydantic import Field, field_validator
 from resilience_exporter.classify import classify_builtin, unexplained
 from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
+from resilience_exporter.probing.registry import KindSpec, register_kind
 from resilience_exporter.reasons import Failure
-from resilience_exporter.registry import KindSpec, register_kind
 
 CPU_SECONDS = family(
     "resilience_host_cpu_seconds_total",

@@ -26,8 +26,8 @@ from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.metrics.health_mapping import HealthMapping, MappingError, apply
 from resilience_exporter.metrics.health_presets import PRESETS, Preset
+from resilience_exporter.probing.registry import KindSpec, register_kind
 from resilience_exporter.reasons import Failure, ProbeError
-from resilience_exporter.registry import KindSpec, register_kind
 
 PARSE_ERRORS = family(
     "resilience_http_parse_errors_total",

@@ -20,14 +20,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from pydantic import Field, field_validator, model_validator
 
-from resilience_exporter.abandon import Abandoner
 from resilience_exporter.classify.postgres import classify_pgbouncer
 from resilience_exporter.configuration.secrets import PasswordSource
 from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.probes._libpq import connection_kwargs, endpoint, password_out_of_dsn
+from resilience_exporter.probing.abandon import Abandoner
+from resilience_exporter.probing.registry import KindSpec, register_kind
 from resilience_exporter.reasons import Failure, ProbeError
-from resilience_exporter.registry import KindSpec, register_kind
 
 _POOL_LABELS = ("target", "database", "user")
 _DB_LABELS = ("target", "database")

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 import resilience_exporter
-from resilience_exporter import multitarget
 from resilience_exporter.configuration.secrets import redact
 from resilience_exporter.metrics.encoding import render_lines
 from resilience_exporter.metrics.exposition import accepts_gzip, negotiate
+from resilience_exporter.probing import on_demand
 from resilience_exporter.reasons import Failure
 from resilience_exporter.web.service import Service
 
@@ -55,13 +55,13 @@ async def probe(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     service = state.service
     try:
-        target = multitarget.resolve(
+        target = on_demand.resolve(
             service.config,
-            multitarget.single(request.query.getall("target", []), "target"),
-            multitarget.single(request.query.getall("module", []), "module"),
+            on_demand.single(request.query.getall("target", []), "target"),
+            on_demand.single(request.query.getall("module", []), "module"),
             request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
         )
-    except multitarget.ProbeRequestError as exc:
+    except on_demand.ProbeRequestError as exc:
         service.record_probe_request("forbidden" if exc.status == 403 else "bad_request")
         return web.Response(status=exc.status, text=f"{exc}\n")
     snapshot = await service.probe_once(target)

@@ -23,16 +23,16 @@ from typing import Literal, get_args
 from aiohttp import web
 
 import resilience_exporter
-from resilience_exporter import multitarget
 from resilience_exporter.configuration import loader as config_module
 from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.metrics.exposition import Exposition
 from resilience_exporter.metrics.families import Sample, family, sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
-from resilience_exporter.probethread import ProbeThread
-from resilience_exporter.runtime import Runtime
-from resilience_exporter.sharding import Shard, assigned_targets
+from resilience_exporter.probing import on_demand
+from resilience_exporter.probing.runtime import Runtime
+from resilience_exporter.probing.sharding import Shard, assigned_targets
+from resilience_exporter.probing.thread import ProbeThread
 from resilience_exporter.web.guard import WebGuard
 from resilience_exporter.web.tls import WebConfigError, build_ssl_context
 from resilience_exporter.web.webconfig import WebConfig, load_web_config
@@ -117,7 +117,7 @@ class Service:
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """The probes run while the web application does (aiohttp's `cleanup_ctx`), on their
-        own event loop (`probethread`)."""
+        own event loop (`probing.thread`)."""
         self.probes.start()
         self._settle()
         yield
@@ -161,7 +161,7 @@ class Service:
     async def probe_once(self, target: TargetConfig) -> Snapshot:
         """One /probe request's probe, counted by its result."""
         async with self._probe_slots:
-            snapshot = await multitarget.probe_once(target)
+            snapshot = await on_demand.probe_once(target)
         self.record_probe_request("success" if snapshot.up else "failure")
         return snapshot
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resilience_exporter.probes.postgres.probe import PostgresProbe, PostgresTarget
-from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.probing.registry import KindSpec, register_kind
 
 __all__ = ["PostgresProbe", "PostgresTarget"]
 

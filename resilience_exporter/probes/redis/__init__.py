@@ -8,7 +8,7 @@ from typing import Any
 
 from resilience_exporter.probes.redis.config import RedisTarget
 from resilience_exporter.probes.redis.probe import RedisProbe
-from resilience_exporter.registry import KindSpec, register_kind
+from resilience_exporter.probing.registry import KindSpec, register_kind
 
 
 def _from_env_url(url: str) -> Mapping[str, Any]:

@@ -14,8 +14,6 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
-from resilience_exporter.abandon import Abandoner
-from resilience_exporter.breaker import CircuitBreaker
 from resilience_exporter.classify import internal
 from resilience_exporter.configuration.secrets import redact
 from resilience_exporter.configuration.targets import TargetConfig
@@ -29,8 +27,10 @@ from resilience_exporter.metrics.families import (
     with_constant_labels,
 )
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
+from resilience_exporter.probing.abandon import Abandoner
+from resilience_exporter.probing.circuit_breaker import CircuitBreaker
+from resilience_exporter.probing.registry import Probe, kind_spec
 from resilience_exporter.reasons import PROBE_REASONS, Failure
-from resilience_exporter.registry import Probe, kind_spec
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from resilience_exporter.runtime import Runtime
+from resilience_exporter.probing.runtime import Runtime
 
 T = TypeVar("T")
 
