@@ -16,15 +16,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from resilience_exporter.classify import MessageRules, classify_builtin
-from resilience_exporter.classify.http import classify_http
-from resilience_exporter.classify.postgres import (
+from resilience_exporter.classify.aiohttp_errors import classify_http
+from resilience_exporter.classify.psycopg_errors import (
     PGBOUNCER_MESSAGES,
     POSTGRES_MESSAGES,
     SQLSTATE_REASONS,
     classify_pgbouncer,
     classify_postgres,
 )
-from resilience_exporter.classify.redis import REDIS_MESSAGES, classify_redis
+from resilience_exporter.classify.redis_errors import REDIS_MESSAGES, classify_redis
 from resilience_exporter.reasons import Failure, ProbeError
 
 Classifier = Callable[[BaseException], Failure]

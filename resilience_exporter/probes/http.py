@@ -19,7 +19,7 @@ import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from resilience_exporter import __version__
-from resilience_exporter.classify.http import classify_http
+from resilience_exporter.classify.aiohttp_errors import classify_http
 from resilience_exporter.configuration.models import TLSClientConfig
 from resilience_exporter.configuration.secrets import PasswordSource, Secret, remember
 from resilience_exporter.configuration.targets import TargetConfig

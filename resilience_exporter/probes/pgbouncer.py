@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from pydantic import Field, field_validator, model_validator
 
-from resilience_exporter.classify.postgres import classify_pgbouncer
+from resilience_exporter.classify.psycopg_errors import classify_pgbouncer
 from resilience_exporter.configuration.secrets import PasswordSource
 from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.families import Sample, family, sample

@@ -18,7 +18,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import Field, model_validator
 
-from resilience_exporter.classify.postgres import classify_postgres
+from resilience_exporter.classify.psycopg_errors import classify_postgres
 from resilience_exporter.configuration.secrets import PasswordSource
 from resilience_exporter.configuration.targets import PoolConfig, TargetConfig
 from resilience_exporter.metrics.families import Sample

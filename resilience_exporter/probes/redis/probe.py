@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import redis.exceptions
 
-from resilience_exporter.classify.redis import classify_redis
+from resilience_exporter.classify.redis_errors import classify_redis
 from resilience_exporter.metrics.families import Sample, SummaryAccumulator, family, sample
 from resilience_exporter.metrics.pool_schema import PoolStats, PoolTimings, pool_samples
 from resilience_exporter.probes.redis.client import RedisClients
