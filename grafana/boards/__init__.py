@@ -1,6 +1,7 @@
 """The six dashboards, one module each: Overview, PostgreSQL, PgBouncer, Redis, Circuit
-breakers, Host. A module's `dashboard(thresholds)` declares its rows and panels; the query
-helpers they share are in `_common`."""
+breakers, Host. A module's `dashboard(thresholds)` declares its rows, a function each; a
+board's larger rows may live in a module of their own (`postgres_replication`,
+`redis_durability`); the query helpers they share are in `_common`."""
 
 from __future__ import annotations
 

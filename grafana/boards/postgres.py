@@ -17,6 +17,7 @@ from grafana.boards._common import (
     sel,
     up_stat,
 )
+from grafana.boards.postgres_replication import replication
 from grafana.spec import Dashboard, Panel, Query, Row, Threshold
 
 
@@ -33,166 +34,166 @@ def dashboard(thresholds: Thresholds) -> Dashboard:
         rows=(
             Row(title="Availability", panels=(up_stat(kind), probe_errors(kind))),
             Row(title="Probe latency", panels=probe_latency(kind)),
-            Row(
-                title="The exporter's connection pool",
-                panels=(
-                    Panel(
-                        title="Pool connections in use vs max",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr="sum by (pool, state) "
-                                f"(resilience_pool_connections{sel(pool)})",
-                                legend="{{pool}} {{state}}",
-                            ),
-                            Query(
-                                expr=f"max by (pool) (resilience_pool_max_connections{sel(pool)})",
-                                legend="{{pool}} max",
-                            ),
-                        ),
-                        unit="short",
-                        description="Connections the exporter's pool holds, by state, against "
-                        "the most it may hold.",
-                    ),
-                    Panel(
-                        title="Pool in use",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr=f"pool:resilience_pool_in_use:ratio{sel(pool)}",
-                                legend="{{pool}}",
-                            ),
-                        ),
-                        unit="percentunit",
-                        minimum=0,
-                        maximum=1,
-                        description="Share of the pool's connections in use.",
-                        threshold=Threshold(alert="ResiliencePoolNearlyExhausted", key="ratio"),
-                    ),
-                    Panel(
-                        title="Requests waiting for a connection",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr=f"resilience_pool_pending_requests{sel(pool)}",
-                                legend="{{pool}}",
-                            ),
-                        ),
-                        unit="short",
-                        description="Requests queued for a connection from the pool.",
-                        alerts=("ResiliencePoolRequestsWaiting",),
-                        width=8,
-                    ),
-                    Panel(
-                        title="Acquire wait p95",
-                        kind="timeseries",
-                        queries=quantiles(
-                            f"resilience_pool_acquire_duration_seconds_bucket{sel(pool)}",
-                            "pool",
-                            "{{pool}}",
-                            (0.95,),
-                        ),
-                        unit="s",
-                        description="95th percentile of the time spent waiting for a "
-                        "connection from the pool.",
-                        threshold=Threshold(alert="ResiliencePoolAcquireSlow", key="seconds"),
-                        width=8,
-                    ),
-                    Panel(
-                        title="Pool errors",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr="sum by (pool, operation) "
-                                f"({increase('resilience_pool_errors_total' + sel(pool))})",
-                                legend="{{pool}} {{operation}}",
-                            ),
-                        ),
-                        unit="short",
-                        description="Failed connects and acquires in each interval.",
-                        alerts=("ResiliencePoolAcquireErrors",),
-                        width=8,
-                    ),
-                ),
-            ),
-            Row(
-                title="Server connections and transactions",
-                panels=(
-                    Panel(
-                        title="Server connections by state vs max",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr="sum by (target, state) "
-                                f"(resilience_postgres_connections{sel(TARGET)})",
-                                legend="{{target}} {{state}}",
-                            ),
-                            Query(
-                                expr="max by (target) ("
-                                f"resilience_postgres_max_connections{sel(TARGET)}"
-                                f" - resilience_postgres_reserved_connections{sel(TARGET)})",
-                                legend="{{target}} max for ordinary roles",
-                            ),
-                        ),
-                        unit="short",
-                        stacked=False,
-                        description="Client backends by state (pg_stat_activity) against "
-                        "max_connections minus the superuser reserve.",
-                    ),
-                    Panel(
-                        title="Connection slots used",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr=f"target:resilience_postgres_connections:ratio{sel(TARGET)}",
-                                legend="{{target}}",
-                            ),
-                        ),
-                        unit="percentunit",
-                        minimum=0,
-                        maximum=1,
-                        description="Share of the slots left to ordinary roles in use.",
-                        threshold=Threshold(
-                            alert="ResiliencePostgresConnectionsNearMax", key="ratio"
-                        ),
-                    ),
-                    Panel(
-                        title="Oldest transaction",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr=f"resilience_postgres_oldest_transaction_seconds{sel(TARGET)}",
-                                legend="{{target}}",
-                            ),
-                        ),
-                        unit="s",
-                        description="Age of the oldest open transaction (0 when none).",
-                        threshold=Threshold(
-                            alert="ResiliencePostgresLongTransaction", key="seconds"
-                        ),
-                    ),
-                    Panel(
-                        title="Longest idle in transaction",
-                        kind="timeseries",
-                        queries=(
-                            Query(
-                                expr="resilience_postgres_oldest_idle_in_transaction_seconds"
-                                f"{sel(TARGET)}",
-                                legend="{{target}}",
-                            ),
-                        ),
-                        unit="s",
-                        description="How long the longest idle-in-transaction session has "
-                        "been idle (0 when none).",
-                        threshold=Threshold(
-                            alert="ResiliencePostgresIdleInTransaction", key="seconds"
-                        ),
-                    ),
-                ),
-            ),
+            exporter_pool(pool),
+            server_connections_and_transactions(),
             statements_and_locks(),
             replication(),
             databases(),
+        ),
+    )
+
+
+def exporter_pool(pool: str) -> Row:
+    return Row(
+        title="The exporter's connection pool",
+        panels=(
+            Panel(
+                title="Pool connections in use vs max",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"sum by (pool, state) (resilience_pool_connections{sel(pool)})",
+                        legend="{{pool}} {{state}}",
+                    ),
+                    Query(
+                        expr=f"max by (pool) (resilience_pool_max_connections{sel(pool)})",
+                        legend="{{pool}} max",
+                    ),
+                ),
+                unit="short",
+                description="Connections the exporter's pool holds, by state, against "
+                "the most it may hold.",
+            ),
+            Panel(
+                title="Pool in use",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"pool:resilience_pool_in_use:ratio{sel(pool)}",
+                        legend="{{pool}}",
+                    ),
+                ),
+                unit="percentunit",
+                minimum=0,
+                maximum=1,
+                description="Share of the pool's connections in use.",
+                threshold=Threshold(alert="ResiliencePoolNearlyExhausted", key="ratio"),
+            ),
+            Panel(
+                title="Requests waiting for a connection",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_pool_pending_requests{sel(pool)}",
+                        legend="{{pool}}",
+                    ),
+                ),
+                unit="short",
+                description="Requests queued for a connection from the pool.",
+                alerts=("ResiliencePoolRequestsWaiting",),
+                width=8,
+            ),
+            Panel(
+                title="Acquire wait p95",
+                kind="timeseries",
+                queries=quantiles(
+                    f"resilience_pool_acquire_duration_seconds_bucket{sel(pool)}",
+                    "pool",
+                    "{{pool}}",
+                    (0.95,),
+                ),
+                unit="s",
+                description="95th percentile of the time spent waiting for a "
+                "connection from the pool.",
+                threshold=Threshold(alert="ResiliencePoolAcquireSlow", key="seconds"),
+                width=8,
+            ),
+            Panel(
+                title="Pool errors",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr="sum by (pool, operation) "
+                        f"({increase('resilience_pool_errors_total' + sel(pool))})",
+                        legend="{{pool}} {{operation}}",
+                    ),
+                ),
+                unit="short",
+                description="Failed connects and acquires in each interval.",
+                alerts=("ResiliencePoolAcquireErrors",),
+                width=8,
+            ),
+        ),
+    )
+
+
+def server_connections_and_transactions() -> Row:
+    return Row(
+        title="Server connections and transactions",
+        panels=(
+            Panel(
+                title="Server connections by state vs max",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr="sum by (target, state) "
+                        f"(resilience_postgres_connections{sel(TARGET)})",
+                        legend="{{target}} {{state}}",
+                    ),
+                    Query(
+                        expr="max by (target) ("
+                        f"resilience_postgres_max_connections{sel(TARGET)}"
+                        f" - resilience_postgres_reserved_connections{sel(TARGET)})",
+                        legend="{{target}} max for ordinary roles",
+                    ),
+                ),
+                unit="short",
+                stacked=False,
+                description="Client backends by state (pg_stat_activity) against "
+                "max_connections minus the superuser reserve.",
+            ),
+            Panel(
+                title="Connection slots used",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"target:resilience_postgres_connections:ratio{sel(TARGET)}",
+                        legend="{{target}}",
+                    ),
+                ),
+                unit="percentunit",
+                minimum=0,
+                maximum=1,
+                description="Share of the slots left to ordinary roles in use.",
+                threshold=Threshold(alert="ResiliencePostgresConnectionsNearMax", key="ratio"),
+            ),
+            Panel(
+                title="Oldest transaction",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_oldest_transaction_seconds{sel(TARGET)}",
+                        legend="{{target}}",
+                    ),
+                ),
+                unit="s",
+                description="Age of the oldest open transaction (0 when none).",
+                threshold=Threshold(alert="ResiliencePostgresLongTransaction", key="seconds"),
+            ),
+            Panel(
+                title="Longest idle in transaction",
+                kind="timeseries",
+                queries=(
+                    Query(
+                        expr=f"resilience_postgres_oldest_idle_in_transaction_seconds{sel(TARGET)}",
+                        legend="{{target}}",
+                    ),
+                ),
+                unit="s",
+                description="How long the longest idle-in-transaction session has "
+                "been idle (0 when none).",
+                threshold=Threshold(alert="ResiliencePostgresIdleInTransaction", key="seconds"),
+            ),
         ),
     )
 
@@ -253,149 +254,6 @@ def statements_and_locks() -> Row:
                 description="How long the longest current lock wait has lasted (0 when "
                 "nobody waits).",
                 threshold=Threshold(alert="ResiliencePostgresLockWaitLong", key="seconds"),
-                width=8,
-            ),
-        ),
-    )
-
-
-def replication() -> Row:
-    t = sel(TARGET)
-    standby = "{{target}} → {{application_name}} {{client_addr}}"
-    replay = sel(TARGET, 'stage="replay"')
-    streaming = sel(TARGET, 'status="streaming"')
-    return Row(
-        title="Replication",
-        panels=(
-            Panel(
-                title="Standbys by state (primaries)",
-                kind="timeseries",
-                queries=(
-                    Query(
-                        expr="sum by (target, application_name, client_addr, state, sync_state) "
-                        f"(resilience_postgres_standbys{t})",
-                        legend=f"{standby} {{{{state}}}} {{{{sync_state}}}}",
-                    ),
-                ),
-                unit="short",
-                description="Standbys streaming from each primary (pg_stat_replication), "
-                "by state and sync state.",
-                width=8,
-            ),
-            Panel(
-                title="Standby lag in bytes (primaries)",
-                kind="timeseries",
-                queries=(
-                    Query(
-                        expr=f"resilience_postgres_standby_lag_bytes{t}",
-                        legend=f"{standby} {{{{stage}}}}",
-                    ),
-                ),
-                unit="bytes",
-                description="WAL each standby has not yet been sent, written, flushed or "
-                "replayed, behind the primary's current position.",
-                width=8,
-            ),
-            Panel(
-                title="Standby replay lag (primaries)",
-                kind="timeseries",
-                queries=(
-                    Query(
-                        expr=f"resilience_postgres_standby_lag_seconds{replay}",
-                        legend=standby,
-                    ),
-                ),
-                unit="s",
-                description="The primary's replay_lag of each standby (0 once caught up "
-                "with no traffic).",
-                threshold=Threshold(alert="ResiliencePostgresStandbyLagHigh", key="seconds"),
-                width=8,
-            ),
-            Panel(
-                title="Replay lag (standbys)",
-                kind="timeseries",
-                queries=(
-                    Query(expr=f"resilience_postgres_replay_lag_seconds{t}", legend="{{target}}"),
-                ),
-                unit="s",
-                description="On each standby: 0 when everything received is replayed, "
-                "else the age of the last replayed transaction.",
-                threshold=Threshold(alert="ResiliencePostgresReplicationLagHigh", key="seconds"),
-                width=8,
-            ),
-            Panel(
-                title="WAL received, not replayed (standbys)",
-                kind="timeseries",
-                queries=(
-                    Query(expr=f"resilience_postgres_replay_lag_bytes{t}", legend="{{target}}"),
-                ),
-                unit="bytes",
-                description="WAL bytes a standby has received and not yet replayed: "
-                "rising while replay is paused or stuck.",
-                alerts=("ResiliencePostgresReplicationLagHigh",),
-                width=8,
-            ),
-            Panel(
-                title="WAL receiver and replay (standbys)",
-                kind="state",
-                queries=(
-                    Query(
-                        expr="max by (target) "
-                        f"(resilience_postgres_wal_receiver_status{streaming})",
-                        legend="{{target}} receiver",
-                    ),
-                ),
-                unit="none",
-                mapping="streaming",
-                description="Whether each standby's WAL receiver streams from its primary.",
-                alerts=("ResiliencePostgresWalReceiverDown",),
-                width=8,
-            ),
-            Panel(
-                title="Replay paused (standbys)",
-                kind="state",
-                queries=(Query(expr=f"resilience_postgres_replay_paused{t}", legend="{{target}}"),),
-                unit="none",
-                mapping="replay_paused",
-                description="Whether WAL replay is paused on each standby (pg_wal_replay_pause()).",
-                alerts=("ResiliencePostgresReplicationLagHigh",),
-                width=8,
-            ),
-            Panel(
-                title="Replication slots",
-                kind="state",
-                queries=(
-                    Query(
-                        expr="max by (target, slot_name) "
-                        f"(resilience_postgres_replication_slot_active{t})",
-                        legend="{{target}} {{slot_name}}",
-                    ),
-                ),
-                unit="none",
-                mapping="slot_active",
-                description="Whether a consumer is connected to each replication slot.",
-                alerts=(
-                    "ResiliencePostgresReplicationSlotInactive",
-                    "ResiliencePostgresReplicationSlotLost",
-                ),
-                width=8,
-            ),
-            Panel(
-                title="WAL retained by replication slots",
-                kind="timeseries",
-                queries=(
-                    Query(
-                        expr=f"resilience_postgres_replication_slot_retained_wal_bytes{t}",
-                        legend="{{target}} {{slot_name}}",
-                    ),
-                ),
-                unit="bytes",
-                description="WAL each slot keeps on disk: growing without bound when its "
-                "consumer is gone.",
-                threshold=Threshold(
-                    alert="ResiliencePostgresReplicationSlotWalRetained", key="bytes"
-                ),
-                alerts=("ResiliencePostgresReplicationSlotInactive",),
                 width=8,
             ),
         ),
