@@ -12,6 +12,7 @@ import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition
 from psycopg import errors, sql
+from psycopg.rows import dict_row
 
 from resilience_exporter.metrics.families import Family, Sample
 from resilience_exporter.probes.postgres import stats
@@ -237,7 +238,7 @@ def test_rollbacks_temp_files_and_transaction_id_age_move(
 def probe_samples(postgres: PostgresServer, server_version: int) -> list[Sample]:
     """The probe's statement for `server_version`, run as the monitoring role."""
     with psycopg.connect(postgres.dsn(MONITOR_USER, MONITOR_PASSWORD), autocommit=True) as conn:
-        row = conn.execute(stats.statement(server_version)).fetchone()
+        row = conn.cursor(row_factory=dict_row).execute(stats.statement(server_version)).fetchone()
     return stats.samples(TARGET, row)
 
 

@@ -17,6 +17,7 @@ import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 from psycopg import sql
+from psycopg.rows import dict_row
 from tests_support import Repeating, wait_cleared, wait_firing
 
 from alerts.generate import render, write_rules
@@ -366,7 +367,8 @@ def test_a_role_without_pg_monitor_reads_unknown_not_healthy(replication: Replic
             for name, server in ((PRIMARY, replication.primary), (STANDBY, replication.standby)):
                 dsn = server.dsn("no_monitor", "No-Monitor-Pw-77")
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    row = conn.execute(stats.statement(conn.info.server_version)).fetchone()
+                    statement = stats.statement(conn.info.server_version)
+                    row = conn.cursor(row_factory=dict_row).execute(statement).fetchone()
                 found[name] = stats.samples(name, row)
         except psycopg.OperationalError:  # the role not replayed on the standby yet
             return False

@@ -14,7 +14,7 @@ from typing import Any, Literal, Self
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import Field, model_validator
 
@@ -120,7 +120,7 @@ class PostgresProbe:
             with self.timings.timing_acquire():
                 conn = await pool.getconn()
             try:
-                async with conn.cursor() as cur:
+                async with conn.cursor(row_factory=dict_row) as cur:
                     await cur.execute(statement(conn.info.server_version))
                     row = await cur.fetchone()
                 break

@@ -221,23 +221,26 @@ blocked AS {materialized} (
     SELECT pid, pg_blocking_pids(pid) AS blockers FROM activity
     WHERE wait_event_type = 'Lock'),
 wal AS {materialized} (SELECT {position} AS lsn)
-SELECT current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS reserved_connections,
        coalesce((SELECT max(extract(epoch FROM clock_timestamp() - xact_start))
-                 FROM activity WHERE client AND xact_start IS NOT NULL AND NOT own), 0)::float8,
+                 FROM activity WHERE client AND xact_start IS NOT NULL AND NOT own), 0)::float8
+           AS oldest_transaction,
        coalesce((SELECT max(extract(epoch FROM clock_timestamp() - state_change))
                  FROM activity
-                 WHERE client AND state LIKE 'idle in transaction%'), 0)::float8,
+                 WHERE client AND state LIKE 'idle in transaction%'), 0)::float8
+           AS oldest_idle_in_transaction,
        coalesce((SELECT json_agg(json_build_array(state, n))
                  FROM (SELECT state, count(*) AS n FROM activity WHERE client
-                       GROUP BY state) AS s), '[]'),
+                       GROUP BY state) AS s), '[]') AS connections_by_state,
        coalesce((SELECT max(extract(epoch FROM clock_timestamp() - query_start))
-                 FROM activity WHERE client AND state = 'active' AND NOT own), 0)::float8,
-       (SELECT count(*) FROM activity WHERE wait_event_type = 'Lock')::int,
-       coalesce(({oldest_lock_wait}), 0)::float8,
-       (SELECT count(*) FROM blocked WHERE cardinality(blockers) > 0)::int,
-       (SELECT count(DISTINCT b) FROM blocked, unnest(blockers) AS b)::int,
-       pg_is_in_recovery(),
+                 FROM activity WHERE client AND state = 'active' AND NOT own), 0)::float8
+           AS oldest_active_query,
+       (SELECT count(*) FROM activity WHERE wait_event_type = 'Lock')::int AS lock_waiting,
+       coalesce(({oldest_lock_wait}), 0)::float8 AS oldest_lock_wait,
+       (SELECT count(*) FROM blocked WHERE cardinality(blockers) > 0)::int AS blocked,
+       (SELECT count(DISTINCT b) FROM blocked, unnest(blockers) AS b)::int AS blocking,
+       pg_is_in_recovery() AS in_recovery,
        coalesce((SELECT json_agg(json_build_array(
                     application_name, coalesce(host(client_addr), ''), state, sync_state,
                     pg_wal_lsn_diff(p.lsn, sent_lsn)::float8,
@@ -247,21 +250,21 @@ SELECT current_setting('max_connections')::int,
                     extract(epoch FROM write_lag)::float8,
                     extract(epoch FROM flush_lag)::float8,
                     extract(epoch FROM replay_lag)::float8))
-                 FROM pg_stat_replication, wal AS p), '[]'),
+                 FROM pg_stat_replication, wal AS p), '[]') AS standbys,
        coalesce((SELECT json_agg(json_build_array(
                     slot_name, slot_type, active,
                     pg_wal_lsn_diff(p.lsn, restart_lsn)::float8, {wal_status}))
-                 FROM pg_replication_slots, wal AS p), '[]'),
+                 FROM pg_replication_slots, wal AS p), '[]') AS slots,
        CASE WHEN pg_is_in_recovery() THEN json_build_array(
            coalesce((SELECT coalesce(status, 'unknown') FROM pg_stat_wal_receiver), 'stopped'),
            pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8,
            extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8,
-           pg_is_wal_replay_paused()) END,
+           pg_is_wal_replay_paused()) END AS receiver,
        (SELECT json_agg(json_build_array(
                    d.datname, s.deadlocks, s.conflicts, s.xact_commit, s.xact_rollback,
                    s.temp_bytes, age(d.datfrozenxid)))
-        FROM pg_database AS d JOIN pg_stat_database AS s ON s.datid = d.oid),
-       current_setting('autovacuum_freeze_max_age')::float8
+        FROM pg_database AS d JOIN pg_stat_database AS s ON s.datid = d.oid) AS databases,
+       current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age
 """
 # pg_locks.waitstart exists from PostgreSQL 14 on; before, the waiting statement's age
 # bounds the wait from above.
@@ -324,38 +327,39 @@ def _flags(fam: Family, current: str | None, values: Iterable[str], **labels: st
     ]
 
 
-def samples(target: str, row: Sequence[Any] | None) -> list[Sample]:
-    """The samples of `statement()`'s row."""
+def samples(target: str, row: Mapping[str, Any] | None) -> list[Sample]:
+    """The samples of `statement()`'s row, its columns read by name (`dict_row`)."""
     if row is None:
         raise ProbeError("protocol", "the probe's statement returned no row")
-    (
-        max_connections, reserved, oldest_xact, oldest_idle_xact, by_state, oldest_query,
-        lock_waiting, oldest_lock_wait, blocked, blocking,
-        in_recovery, standbys, slots, receiver, databases, freeze_max_age,
-    ) = row  # fmt: skip
     t = {"target": target}
     counts = dict.fromkeys(STATES.values(), 0)
-    for state, count in by_state:
+    for state, count in row["connections_by_state"]:
         counts[STATES.get(state, "unknown")] += int(count)
     out = [sample(CONNECTIONS, n, **t, state=s) for s, n in counts.items()]
     out += [
-        sample(MAX_CONNECTIONS, max_connections, **t),
-        sample(RESERVED_CONNECTIONS, reserved, **t),
-        sample(OLDEST_TRANSACTION, oldest_xact, **t),
-        sample(OLDEST_IDLE_IN_TRANSACTION, oldest_idle_xact, **t),
-        sample(OLDEST_ACTIVE_QUERY, oldest_query, **t),
-        sample(LOCK_WAITING, lock_waiting, **t),
-        sample(OLDEST_LOCK_WAIT, max(oldest_lock_wait, 0.0), **t),
-        sample(BLOCKED, blocked, **t),
-        sample(BLOCKING, blocking, **t),
-        sample(IN_RECOVERY, 1.0 if in_recovery else 0.0, **t),
-        sample(FREEZE_MAX_AGE, freeze_max_age, **t),
+        sample(MAX_CONNECTIONS, row["max_connections"], **t),
+        sample(RESERVED_CONNECTIONS, row["reserved_connections"], **t),
+        sample(OLDEST_TRANSACTION, row["oldest_transaction"], **t),
+        sample(OLDEST_IDLE_IN_TRANSACTION, row["oldest_idle_in_transaction"], **t),
+        sample(OLDEST_ACTIVE_QUERY, row["oldest_active_query"], **t),
+        sample(LOCK_WAITING, row["lock_waiting"], **t),
+        sample(OLDEST_LOCK_WAIT, max(row["oldest_lock_wait"], 0.0), **t),
+        sample(BLOCKED, row["blocked"], **t),
+        sample(BLOCKING, row["blocking"], **t),
+        sample(IN_RECOVERY, 1.0 if row["in_recovery"] else 0.0, **t),
+        sample(FREEZE_MAX_AGE, row["freeze_max_age"], **t),
     ]
-    out += _standby_samples(target, standbys)
-    out += _slot_samples(target, slots)
-    if receiver is not None:
-        out += _recovery_samples(target, receiver)
-    for name, deadlocks, conflicts, commits, rollbacks, temp_bytes, xid_age in databases or ():
+    out += _standby_samples(target, row["standbys"])
+    out += _slot_samples(target, row["slots"])
+    if row["receiver"] is not None:
+        out += _recovery_samples(target, row["receiver"])
+    out += _database_samples(target, row["databases"] or ())
+    return out
+
+
+def _database_samples(target: str, rows: Sequence[Sequence[Any]]) -> list[Sample]:
+    out: list[Sample] = []
+    for name, deadlocks, conflicts, commits, rollbacks, temp_bytes, xid_age in rows:
         d = {"target": target, "database": str(name)}
         out += [
             sample(DEADLOCKS, float(deadlocks or 0), **d),
