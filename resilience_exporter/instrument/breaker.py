@@ -13,26 +13,15 @@ import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
+from resilience_exporter.instrument.breaker_libraries import BreakerLibrary, attach
 from resilience_exporter.metrics.breaker_schema import BreakerState, BreakerView, Outcome
 
 P = ParamSpec("P")
 R = TypeVar("R")
 # The call-duration quantiles a tracker with a slow-call threshold reports over its window.
 QUANTILES = (0.5, 0.9, 0.99)
-
-
-class BreakerLibrary(Protocol):
-    """What the tracker asks of a library adapter."""
-
-    # False for libraries whose state changes with time and no event (circuitbreaker): the
-    # tracker then compares each state it reads with the last one.
-    announces_transitions: bool
-
-    def name(self) -> str | None: ...
-    def state(self) -> BreakerState: ...
-    def next_attempt_at(self, opened_at: float | None) -> float: ...
 
 
 class BreakerTracker:
@@ -49,8 +38,6 @@ class BreakerTracker:
         window: int = 100,
         slow_call_threshold: float | None = None,
     ) -> None:
-        from resilience_exporter.instrument.breaker_libraries import attach
-
         if window < 1:
             raise ValueError("window must hold at least one call")
         if slow_call_threshold is not None and slow_call_threshold <= 0:

@@ -18,16 +18,35 @@ import functools
 import time
 import types
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from resilience_exporter.metrics.breaker_schema import BreakerState, breaker_state
-
-if TYPE_CHECKING:
-    from resilience_exporter.instrument.breaker import BreakerLibrary, BreakerTracker
+from resilience_exporter.metrics.breaker_schema import BreakerState, Outcome, breaker_state
 
 SUPPORTED = ("pybreaker", "aiobreaker", "circuitbreaker")
 _GUARDED = "__resilience_exporter_guarded__"
 _TRACKED = "__resilience_exporter_tracker__"
+
+
+class BreakerRecorder(Protocol):
+    """What an adapter reports, from the library's hooks (`BreakerTracker` is the one)."""
+
+    def record_outcome(self, outcome: Outcome) -> None: ...
+    def record_duration(self, seconds: float) -> None: ...
+    def record_transition(self, new: BreakerState, old: BreakerState | None = None) -> None: ...
+    def enable_fallbacks(self) -> None: ...
+    def record_fallback(self) -> None: ...
+
+
+class BreakerLibrary(Protocol):
+    """What the tracker asks of a library adapter."""
+
+    # False for libraries whose state changes with time and no event (circuitbreaker): the
+    # tracker then compares each state it reads with the last one.
+    announces_transitions: bool
+
+    def name(self) -> str | None: ...
+    def state(self) -> BreakerState: ...
+    def next_attempt_at(self, opened_at: float | None) -> float: ...
 
 
 def library_of(breaker: object) -> str | None:
@@ -38,7 +57,7 @@ def library_of(breaker: object) -> str | None:
     return None
 
 
-def attach(breaker: Any, tracker: BreakerTracker) -> BreakerLibrary:
+def attach(breaker: Any, tracker: BreakerRecorder) -> BreakerLibrary:
     if getattr(breaker, _TRACKED, None) is not None:
         raise ValueError(f"breaker {breaker!r} is tracked already")
     library = library_of(breaker)
@@ -58,7 +77,7 @@ def attach(breaker: Any, tracker: BreakerTracker) -> BreakerLibrary:
 
 
 def _timed_generator(
-    generator: Generator[Any, Any, Any], started: float, tracker: BreakerTracker
+    generator: Generator[Any, Any, Any], started: float, tracker: BreakerRecorder
 ) -> Generator[Any, Any, Any]:
     try:
         return (yield from generator)
@@ -67,7 +86,7 @@ def _timed_generator(
 
 
 def _wrap_calls(
-    breaker: Any, tracker: BreakerTracker, rejection: type[BaseException], *, with_async: bool
+    breaker: Any, tracker: BreakerRecorder, rejection: type[BaseException], *, with_async: bool
 ) -> None:
     """Replace `call` (and `call_async`) on the instance. A call ends in `rejection` without
     the guarded function having run: it was rejected. The guarded function is timed; a trial
@@ -139,7 +158,7 @@ def _wrap_calls(
 class PybreakerAdapter:
     announces_transitions = True
 
-    def __init__(self, breaker: Any, tracker: BreakerTracker) -> None:
+    def __init__(self, breaker: Any, tracker: BreakerRecorder) -> None:
         import pybreaker
 
         self.breaker = breaker
@@ -179,7 +198,7 @@ class PybreakerAdapter:
 class AiobreakerAdapter:
     announces_transitions = True
 
-    def __init__(self, breaker: Any, tracker: BreakerTracker) -> None:
+    def __init__(self, breaker: Any, tracker: BreakerRecorder) -> None:
         import aiobreaker
 
         self.breaker = breaker
@@ -215,7 +234,7 @@ class AiobreakerAdapter:
 class CircuitbreakerAdapter:
     announces_transitions = False
 
-    def __init__(self, breaker: Any, tracker: BreakerTracker) -> None:
+    def __init__(self, breaker: Any, tracker: BreakerRecorder) -> None:
         self.breaker = breaker
         base: type[Any] = type(breaker)
         # Start times of the calls in progress, per thread and per asyncio task.
