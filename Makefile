@@ -69,6 +69,7 @@ peers:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m scripts.check_layout
 
 typecheck: install
 	$(VENV)/bin/mypy
