@@ -140,7 +140,7 @@ bench-scale: install servers
 	BENCH_COMMAND='make bench-scale (python -m bench.run --scale)' $(PY) -m bench.run --scale
 
 docs: install
-	$(PY) -m resilience_exporter.metrics.metricsdoc > docs/metrics.md
+	$(PY) -m resilience_exporter.metricsdoc > docs/metrics.md
 
 # Renders alerts/*.rules.yml from alerts/templates and alerts/thresholds.yml and copies them
 # into the Helm chart.

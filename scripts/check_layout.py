@@ -7,6 +7,8 @@ every breach and exits 1, or exits 0 (tests/test_check_layout.py runs it on the 
 - No import cycle between the package's modules. Every import counts, inside functions and
   under `TYPE_CHECKING` too, and importing `a.b.c` imports the packages `a.b` above it (for a
   module outside them).
+- A room imports only the rooms below it in `ROOMS` (and itself), but for the imports the
+  data flow needs, listed in `UPWARD_IMPORTS`.
 - No two modules of the package with the same name, but for the kinds' packages under
   `probes/`, which mirror each other on purpose (`probes/postgres/probe.py`,
   `probes/redis/probe.py`).
@@ -38,6 +40,13 @@ TESTS_OVER_THE_LIMIT = frozenset(
         "tests/test_web_toolkit.py",
     }
 )
+# The package's rooms and top-level modules, lowest first (docs/architecture.md).
+ROOMS = (
+    "reasons", "classify", "configuration", "metrics", "instrument", "probing", "probes", "web",
+    "logs", "cli", "metricsdoc", "__main__",
+)  # fmt: skip
+# The loader asks the registry for the model of the kind a target names.
+UPWARD_IMPORTS = frozenset({("configuration.loader", "probing.registry")})
 _DOC_SKIP = ("bench/results/",)
 _BACKTICKED = re.compile(r"`([^`\n]+)`")
 _PY_PATH = re.compile(r"(?<![\w/.<>-])([\w/.-]+\.py)\b")
@@ -154,6 +163,26 @@ def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def upward_imports(graph: Mapping[str, set[str]]) -> Iterator[str]:
+    def room(module: str) -> str:
+        return module.split(".")[1]
+
+    for importer, imported in sorted((a, b) for a, bs in graph.items() for b in bs):
+        if imported == PACKAGE or room(importer) not in ROOMS or room(imported) not in ROOMS:
+            continue
+        if ROOMS.index(room(imported)) > ROOMS.index(room(importer)) and not _allowed_upward(
+            importer.split(".", 1)[1], imported.split(".", 1)[1]
+        ):
+            yield f"{importer} imports {imported}: room {room(imported)} is above {room(importer)}"
+
+
+def _allowed_upward(importer: str, imported: str) -> bool:
+    """Listed, or the package of a listed module (importing it runs the package first)."""
+    return any(
+        importer == a and (imported == b or b.startswith(f"{imported}.")) for a, b in UPWARD_IMPORTS
+    )
+
+
 def name_collisions(modules: Mapping[str, str]) -> Iterator[str]:
     by_name: dict[str, list[str]] = {}
     for dotted, path in modules.items():
@@ -218,7 +247,9 @@ def breaches(root: Path) -> list[str]:
     files = tracked_files(root)
     modules = package_modules(files)
     found = [*long_files(root, files), *long_functions(root, modules)]
-    found += [f"import cycle: {' ↔ '.join(c)}" for c in cycles(import_graph(root, modules))]
+    graph = import_graph(root, modules)
+    found += [f"import cycle: {' ↔ '.join(c)}" for c in cycles(graph)]
+    found += upward_imports(graph)
     found += [*name_collisions(modules), *missing_doc_modules(root, files)]
     return found
 

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from alerts import generate
 from alerts.generate import RULES_SUFFIX, render, stale_files
 from alerts.thresholds import ALERTS_DIR, AlertRulesError, load_thresholds, runbook_anchor
-from resilience_exporter.metrics import metricsdoc
+from resilience_exporter import metricsdoc
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))

@@ -80,6 +80,33 @@ def test_a_cycle_through_a_package_init(tmp_path: Path) -> None:
     ]
 
 
+def test_a_room_importing_one_above_it(tmp_path: Path) -> None:
+    root = make_tree(
+        tmp_path,
+        {
+            "resilience_exporter/web/__init__.py": "",
+            "resilience_exporter/web/app.py": "",
+            "resilience_exporter/metrics/__init__.py": "",
+            "resilience_exporter/metrics/exposition.py": (
+                "from resilience_exporter.web import app\n"
+            ),
+            # The one import the flow needs upwards: the loader asks the registry.
+            "resilience_exporter/probing/__init__.py": "",
+            "resilience_exporter/probing/registry.py": "",
+            "resilience_exporter/configuration/__init__.py": "",
+            "resilience_exporter/configuration/loader.py": (
+                "from resilience_exporter.probing import registry\n"
+            ),
+        },
+    )
+    assert check_layout.breaches(root) == [
+        "resilience_exporter.metrics.exposition imports resilience_exporter.web: "
+        "room web is above metrics",
+        "resilience_exporter.metrics.exposition imports resilience_exporter.web.app: "
+        "room web is above metrics",
+    ]
+
+
 def test_two_modules_with_one_name(tmp_path: Path) -> None:
     root = make_tree(
         tmp_path,

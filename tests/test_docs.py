@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resilience_exporter.metrics import metricsdoc
+from resilience_exporter import metricsdoc
 
 ROOT = Path(__file__).resolve().parent.parent
 

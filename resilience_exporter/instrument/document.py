@@ -7,11 +7,8 @@ from typing import Any
 
 from resilience_exporter.metrics.breaker_schema import BreakerView
 from resilience_exporter.metrics.families import HistogramValue
+from resilience_exporter.metrics.generic_document import GENERIC_FORMAT_VERSION
 from resilience_exporter.metrics.pool_schema import PoolStats
-
-# The generic document's format: the `generic` preset (metrics/health_presets.py) accepts this
-# version only.
-GENERIC_FORMAT_VERSION = 1
 
 
 def breaker_entry(name: str, view: BreakerView) -> dict[str, Any]:

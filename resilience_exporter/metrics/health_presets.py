@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from resilience_exporter.instrument.document import GENERIC_FORMAT_VERSION
+from resilience_exporter.metrics.generic_document import GENERIC_FORMAT_VERSION
 from resilience_exporter.metrics.health_mapping import (
     BreakersMapping,
     CallsMapping,
