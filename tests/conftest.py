@@ -70,7 +70,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(ca, root / "server.crt", root / "server.key", root / "ca.crt", client)
 
 
-# --- Redis and PgBouncer (issue 4) ------------------------------------------------------------
+# --- Redis and PgBouncer ----------------------------------------------------------------------
 REDIS_DEFAULT_PASSWORD = "Redis-Default-Pw-51c0"
 REDIS_ACL_USER = "monitor"
 REDIS_ACL_PASSWORD = "Redis-Acl-Pw-9e2d7"

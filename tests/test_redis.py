@@ -76,7 +76,7 @@ host: {{enabled: false}}
             assert m.value("resilience_redis_connected_replicas", **t) == 0
             assert not m.has("resilience_redis_replication_link_up", **t)
             assert not m.has("resilience_redis_sentinel_up", **t)
-            # Issue 16: with the documented ACL every command is answered.
+            # With the documented ACL every command is answered.
             assert m.has("resilience_redis_slowlog_length", **t)
             assert m.value("resilience_redis_rdb_last_save_success", **t) == 1
             assert m.value("resilience_redis_aof_enabled", **t) == 0

@@ -1,4 +1,4 @@
-"""Issue 16, Redis: the signals that come before an outage, each provoked on real servers
+"""Redis: the signals that come before an outage, each provoked on real servers
 (master and replica, Sentinels, a 3-master Redis Cluster from Debian's redis-server), read
 through the real exporter and, for the alerts, fired and resolved in a real Prometheus running
 the shipped rules."""
@@ -147,8 +147,8 @@ def test_slowlog_latency_activity_and_errors_without_arguments(
 def test_a_refused_command_leaves_its_series_out_and_the_target_up(
     debuggable: RedisServer, workdir: Path
 ) -> None:
-    """An ACL user with only the rights of the exporter before issue 16: SLOWLOG and LATENCY
-    are refused. The target stays up with everything else, each refusal is logged once and
+    """An ACL user without the rights to SLOWLOG and LATENCY (the documented ACL before
+    the exporter read them): those two are refused. The target stays up with everything else, each refusal is logged once and
     the server's ACL LOG is not flooded: the command is not sent again at every probe."""
     with debuggable.client() as admin:
         admin.execute_command(

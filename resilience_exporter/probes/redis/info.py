@@ -71,7 +71,7 @@ REPLICATION_LINK_UP = family(
     "Replicas only: 1 if the link to the master is up (master_link_status), else 0.",
     "gauge", ("target",), group="redis",
 )  # fmt: skip
-# --- activity and memory (issue 16) ----------------------------------------------------------
+# --- activity and memory ----------------------------------------------------------------------
 COMMANDS_PROCESSED = family(
     "resilience_redis_commands_processed_total",
     "Commands the server processed (INFO total_commands_processed).",
