@@ -15,7 +15,7 @@ from psycopg import errors, sql
 from psycopg.rows import dict_row
 
 from resilience_exporter.metrics.families import Family, Sample
-from resilience_exporter.probes.postgres import stats
+from resilience_exporter.probes.postgres import replication, stats
 from scripts.testservers.postgres import PostgresServer
 
 TARGET = "orders-db"
@@ -260,7 +260,7 @@ def test_the_statement_for_older_servers_runs_and_leaves_out_what_they_lack(
         postgres.execute("SELECT pg_drop_replication_slot('older_servers')")
     for version, samples in by_version.items():
         families = {s.family for s in samples}
-        assert stats.SLOT_ACTIVE in families, version
-        assert stats.SLOT_RETAINED in families, version
-        assert (stats.SLOT_WAL_STATUS in families) == (version >= 130000), version
+        assert replication.SLOT_ACTIVE in families, version
+        assert replication.SLOT_RETAINED in families, version
+        assert (replication.SLOT_WAL_STATUS in families) == (version >= 130000), version
         assert stats.OLDEST_LOCK_WAIT in families, version

@@ -23,6 +23,7 @@ from tests_support import Repeating, wait_cleared, wait_firing
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
 from resilience_exporter.metrics.families import Sample
+from resilience_exporter.probes.postgres import replication as pg_replication
 from resilience_exporter.probes.postgres import stats
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer, PostgresStandby
@@ -375,16 +376,16 @@ def test_a_role_without_pg_monitor_reads_unknown_not_healthy(replication: Replic
         return True
 
     wait_until(probed, timeout=DEADLINE, what="the role on both servers")
-    standbys = [s for s in found[PRIMARY] if s.family is stats.STANDBYS]
+    standbys = [s for s in found[PRIMARY] if s.family is pg_replication.STANDBYS]
     assert [(dict(s.labels)["state"], dict(s.labels)["sync_state"]) for s in standbys] == [
         ("unknown", "unknown")
     ]
-    assert not [s for s in found[PRIMARY] if s.family is stats.STANDBY_LAG_SECONDS]
-    assert not [s for s in found[PRIMARY] if s.family is stats.STANDBY_LAG_BYTES]
+    assert not [s for s in found[PRIMARY] if s.family is pg_replication.STANDBY_LAG_SECONDS]
+    assert not [s for s in found[PRIMARY] if s.family is pg_replication.STANDBY_LAG_BYTES]
     receiver = {
         dict(s.labels)["status"]: s.value
         for s in found[STANDBY]
-        if s.family is stats.WAL_RECEIVER_STATUS
+        if s.family is pg_replication.WAL_RECEIVER_STATUS
     }
     assert receiver["unknown"] == 1
     assert receiver["stopped"] == receiver["streaming"] == 0

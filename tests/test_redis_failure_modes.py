@@ -148,8 +148,9 @@ def test_a_refused_command_leaves_its_series_out_and_the_target_up(
     debuggable: RedisServer, workdir: Path
 ) -> None:
     """An ACL user without the rights to SLOWLOG and LATENCY (the documented ACL before
-    the exporter read them): those two are refused. The target stays up with everything else, each refusal is logged once and
-    the server's ACL LOG is not flooded: the command is not sent again at every probe."""
+    the exporter read them): those two are refused. The target stays up with everything
+    else, each refusal is logged once and the server's ACL LOG is not flooded: the command
+    is not sent again at every probe."""
     with debuggable.client() as admin:
         admin.execute_command(
             "ACL", "SETUSER", "oldrights", "reset", "on", f">{REDIS_ACL_PASSWORD}",
