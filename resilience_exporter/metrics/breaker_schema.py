@@ -30,63 +30,85 @@ _LABELS = ("breaker", "source")
 BREAKER_STATE = family(
     "resilience_breaker_state",
     "1 for the breaker's current state, 0 for the others (closed, open, half_open).",
-    "gauge", (*_LABELS, "state"), group="breaker",
-)  # fmt: skip
+    "gauge",
+    (*_LABELS, "state"),
+    group="breaker",
+)
 BREAKER_TRANSITIONS = family(
     "resilience_breaker_transitions_total",
     "State transitions of the breaker.",
-    "counter", (*_LABELS, "from_state", "to_state"), group="breaker",
-)  # fmt: skip
+    "counter",
+    (*_LABELS, "from_state", "to_state"),
+    group="breaker",
+)
 BREAKER_CALLS = family(
     "resilience_breaker_calls_total",
     "Calls through the breaker by outcome: success, failure, timeout (given up on at the "
     "breaker's time limit), or rejected while open. Each call has one outcome.",
-    "counter", (*_LABELS, "outcome"), group="breaker",
-)  # fmt: skip
+    "counter",
+    (*_LABELS, "outcome"),
+    group="breaker",
+)
 BREAKER_FAILURE_RATIO = family(
     "resilience_breaker_failure_ratio",
     "Share of failed calls in the breaker's sliding window (0-1).",
-    "gauge", _LABELS, group="breaker",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="breaker",
+)
 BREAKER_FALLBACKS = family(
     "resilience_breaker_fallbacks_total",
     "Calls answered by the application's fallback instead (after a failure, a timeout or a "
     "rejection).",
-    "counter", _LABELS, group="breaker",
-)  # fmt: skip
+    "counter",
+    _LABELS,
+    group="breaker",
+)
 BREAKER_SLOW_CALLS = family(
     "resilience_breaker_slow_calls_total",
     "Calls slower than the breaker's slow-call threshold, whatever their outcome.",
-    "counter", _LABELS, group="breaker",
-)  # fmt: skip
+    "counter",
+    _LABELS,
+    group="breaker",
+)
 BREAKER_SLOW_CALL_RATIO = family(
     "resilience_breaker_slow_call_ratio",
     "Share of slow calls in the breaker's sliding window (0-1).",
-    "gauge", _LABELS, group="breaker",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="breaker",
+)
 BREAKER_CALL_DURATION = family(
     "resilience_breaker_call_duration_seconds",
     "Quantiles of call duration over the source's recent window (opossum's rolling window, "
     "the Python helper's last calls).",
-    "gauge", (*_LABELS, "quantile"), group="breaker",
-)  # fmt: skip
+    "gauge",
+    (*_LABELS, "quantile"),
+    group="breaker",
+)
 BREAKER_WINDOW_CALLS = family(
     "resilience_breaker_window_calls",
     "Calls in the source's rolling window by outcome (success, failure, timeout, rejected), "
     "for libraries that count a window rather than totals (opossum: rollingCountTimeout, "
     "10 s by default). Each call has one outcome.",
-    "gauge", (*_LABELS, "outcome"), group="breaker",
-)  # fmt: skip
+    "gauge",
+    (*_LABELS, "outcome"),
+    group="breaker",
+)
 BREAKER_WINDOW_FALLBACKS = family(
     "resilience_breaker_window_fallbacks",
     "Calls answered by the application's fallback in the source's rolling window.",
-    "gauge", _LABELS, group="breaker",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="breaker",
+)
 BREAKER_NEXT_ATTEMPT = family(
     "resilience_breaker_next_attempt_timestamp_seconds",
     "While open, when the breaker lets the next trial call through (Unix time); 0 otherwise.",
-    "gauge", _LABELS, group="breaker",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="breaker",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,76 +21,114 @@ _LABELS = ("pool", "source")
 POOL_CONNECTIONS = family(
     "resilience_pool_connections",
     "Connections held by the pool, by state (idle or in_use).",
-    "gauge", (*_LABELS, "state"), group="pool",
-)  # fmt: skip
+    "gauge",
+    (*_LABELS, "state"),
+    group="pool",
+)
 POOL_MAX = family(
     "resilience_pool_max_connections",
     "The most connections the pool may hold.",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 POOL_MIN = family(
     "resilience_pool_min_connections",
     "The connections the pool keeps open even when idle.",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 POOL_PENDING = family(
     "resilience_pool_pending_requests",
     "Requests waiting for a connection from the pool.",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 POOL_ACQUIRE = family(
     "resilience_pool_acquire_duration_seconds",
     "Time spent waiting to get a connection from the pool.",
-    "histogram", _LABELS, group="pool",
-)  # fmt: skip
+    "histogram",
+    _LABELS,
+    group="pool",
+)
 POOL_CONNECT = family(
     "resilience_pool_connect_duration_seconds",
     "Time to open a new connection to the server, for connections opened successfully.",
-    "histogram", _LABELS, group="pool",
-)  # fmt: skip
+    "histogram",
+    _LABELS,
+    group="pool",
+)
 POOL_ERRORS = family(
     "resilience_pool_errors_total",
     "Pool failures: operation=connect (opening a server connection failed) or "
     "acquire (a request for a connection failed or timed out).",
-    "counter", (*_LABELS, "operation"), group="pool",
-)  # fmt: skip
+    "counter",
+    (*_LABELS, "operation"),
+    group="pool",
+)
 POOL_LOST = family(
     "resilience_pool_connections_lost_total",
     "Connections found broken while in the pool and discarded.",
-    "counter", _LABELS, group="pool",
-)  # fmt: skip
+    "counter",
+    _LABELS,
+    group="pool",
+)
 POOL_OVERFLOW = family(
     "resilience_pool_overflow_connections",
     "Connections open beyond the pool's persistent size (SQLAlchemy's overflow); they are "
     "closed when returned.",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 POOL_HOLD = family(
     "resilience_pool_hold_duration_seconds",
     "How long connections stayed checked out of the pool, observed when they were returned.",
-    "histogram", _LABELS, group="pool",
-)  # fmt: skip
+    "histogram",
+    _LABELS,
+    group="pool",
+)
 POOL_LONG_HELD = family(
     "resilience_pool_long_held_connections",
     "Connections checked out now for longer than the pool's leak threshold: likely leaks.",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 POOL_LEAK_THRESHOLD = family(
     "resilience_pool_leak_threshold_seconds",
     "How long a connection may stay checked out before it counts as long-held.",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 POOL_OLDEST_CHECKOUT = family(
     "resilience_pool_oldest_checkout_age_seconds",
     "How long the connection checked out the longest ago has been out (0 when none is).",
-    "gauge", _LABELS, group="pool",
-)  # fmt: skip
+    "gauge",
+    _LABELS,
+    group="pool",
+)
 
 # Hold times: from a quick query (a millisecond) to a connection forgotten for a quarter of an
 # hour; the default leak threshold (30 s) is a bound.
 HOLD_BUCKETS: tuple[float, ...] = (
-    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-)  # fmt: skip
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
 
 
 @dataclass(frozen=True, slots=True)

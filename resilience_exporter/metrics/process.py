@@ -13,38 +13,52 @@ from resilience_exporter.metrics.families import Sample, family, sample
 CPU_SECONDS = family(
     "process_cpu_seconds_total",
     "CPU time the exporter's process spent, user and system, in seconds.",
-    "counter", (), group="exporter",
-)  # fmt: skip
+    "counter",
+    (),
+    group="exporter",
+)
 OPEN_FDS = family(
     "process_open_fds",
     "File descriptors the exporter's process holds open.",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 MAX_FDS = family(
     "process_max_fds",
     "The exporter's process' limit of open file descriptors (soft RLIMIT_NOFILE).",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 VIRTUAL_MEMORY = family(
     "process_virtual_memory_bytes",
     "The exporter's process' virtual memory size.",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 RESIDENT_MEMORY = family(
     "process_resident_memory_bytes",
     "The exporter's process' resident memory size.",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 START_TIME = family(
     "process_start_time_seconds",
     "When the exporter's process started, as a Unix timestamp.",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 PYTHON_INFO = family(
     "python_info",
     "Always 1; labels tell the Python the exporter runs on.",
-    "gauge", ("implementation", "major", "minor", "patchlevel", "version"), group="exporter",
-)  # fmt: skip
+    "gauge",
+    ("implementation", "major", "minor", "patchlevel", "version"),
+    group="exporter",
+)
 
 
 class ProcessStats:

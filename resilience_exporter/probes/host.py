@@ -34,82 +34,145 @@ from resilience_exporter.reasons import Failure
 CPU_SECONDS = family(
     "resilience_host_cpu_seconds_total",
     "CPU time spent by all CPUs together, by mode.",
-    "counter", ("mode",), group="host",
-)  # fmt: skip
+    "counter",
+    ("mode",),
+    group="host",
+)
 CPU_UTILISATION = family(
     "resilience_host_cpu_utilisation_ratio",
     "Share of all CPUs' time spent busy since the previous probe (0-1).",
-    "gauge", (), group="host",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="host",
+)
 CPU_COUNT = family(
-    "resilience_host_cpus", "Logical CPUs.", "gauge", (), group="host",
-)  # fmt: skip
+    "resilience_host_cpus",
+    "Logical CPUs.",
+    "gauge",
+    (),
+    group="host",
+)
 MEMORY_TOTAL = family(
-    "resilience_host_memory_total_bytes", "Physical memory.", "gauge", (), group="host",
-)  # fmt: skip
+    "resilience_host_memory_total_bytes",
+    "Physical memory.",
+    "gauge",
+    (),
+    group="host",
+)
 MEMORY_AVAILABLE = family(
     "resilience_host_memory_available_bytes",
     "Memory available to new processes without swapping.",
-    "gauge", (), group="host",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="host",
+)
 SWAP_TOTAL = family(
-    "resilience_host_swap_total_bytes", "Swap space.", "gauge", (), group="host",
-)  # fmt: skip
+    "resilience_host_swap_total_bytes",
+    "Swap space.",
+    "gauge",
+    (),
+    group="host",
+)
 SWAP_USED = family(
-    "resilience_host_swap_used_bytes", "Swap space in use.", "gauge", (), group="host",
-)  # fmt: skip
+    "resilience_host_swap_used_bytes",
+    "Swap space in use.",
+    "gauge",
+    (),
+    group="host",
+)
 FS_SIZE = family(
     "resilience_host_filesystem_size_bytes",
     "Size of a mounted filesystem.",
-    "gauge", ("device", "mountpoint", "fstype"), group="host",
-)  # fmt: skip
+    "gauge",
+    ("device", "mountpoint", "fstype"),
+    group="host",
+)
 FS_AVAILABLE = family(
     "resilience_host_filesystem_available_bytes",
     "Space available to unprivileged users on a mounted filesystem.",
-    "gauge", ("device", "mountpoint", "fstype"), group="host",
-)  # fmt: skip
+    "gauge",
+    ("device", "mountpoint", "fstype"),
+    group="host",
+)
 LOAD = family(
     "resilience_host_load_average",
     "System load average over the window (1m, 5m, 15m).",
-    "gauge", ("window",), group="host",
-)  # fmt: skip
+    "gauge",
+    ("window",),
+    group="host",
+)
 NET_BYTES = family(
     "resilience_host_network_bytes_total",
     "Bytes through a network interface, by direction (receive, transmit).",
-    "counter", ("device", "direction"), group="host",
-)  # fmt: skip
+    "counter",
+    ("device", "direction"),
+    group="host",
+)
 NET_ERRORS = family(
     "resilience_host_network_errors_total",
     "Errors on a network interface, by direction.",
-    "counter", ("device", "direction"), group="host",
-)  # fmt: skip
+    "counter",
+    ("device", "direction"),
+    group="host",
+)
 NET_DROPS = family(
     "resilience_host_network_drops_total",
     "Packets dropped on a network interface, by direction.",
-    "counter", ("device", "direction"), group="host",
-)  # fmt: skip
+    "counter",
+    ("device", "direction"),
+    group="host",
+)
 FDS_OPEN = family(
     "resilience_host_file_descriptors_open",
     "File descriptors allocated system-wide (Linux /proc/sys/fs/file-nr).",
-    "gauge", (), group="host",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="host",
+)
 FDS_MAX = family(
     "resilience_host_file_descriptors_max",
     "System-wide file descriptor limit (Linux fs.file-max).",
-    "gauge", (), group="host",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="host",
+)
 BOOT_TIME = family(
     "resilience_host_boot_time_seconds",
     "When the host booted, as a Unix timestamp.",
-    "gauge", (), group="host",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="host",
+)
 
 # Filesystems with no storage of their own; psutil already drops most `nodev` ones.
 PSEUDO_FSTYPES = frozenset(
-    {"tmpfs", "devtmpfs", "proc", "sysfs", "cgroup", "cgroup2", "squashfs", "nsfs", "autofs",
-     "devpts", "mqueue", "tracefs", "debugfs", "securityfs", "fusectl", "configfs", "ramfs",
-     "binfmt_misc", "pstore", "bpf", "hugetlbfs", "rpc_pipefs", "overlay-ro", "iso9660"}
-)  # fmt: skip
+    {
+        "tmpfs",
+        "devtmpfs",
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "squashfs",
+        "nsfs",
+        "autofs",
+        "devpts",
+        "mqueue",
+        "tracefs",
+        "debugfs",
+        "securityfs",
+        "fusectl",
+        "configfs",
+        "ramfs",
+        "binfmt_misc",
+        "pstore",
+        "bpf",
+        "hugetlbfs",
+        "rpc_pipefs",
+        "overlay-ro",
+        "iso9660",
+    }
+)
 DEFAULT_PROCFS = Path("/proc")
 
 
@@ -183,8 +246,11 @@ def read_net_dev(path: Path) -> list[NetDevice]:
         name, _, counters = line.partition(":")
         fields = [int(v) for v in counters.split()]
         # receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same
-        devices.append(NetDevice(name.strip(), fields[0], fields[2], fields[3],
-                                 fields[8], fields[10], fields[11]))  # fmt: skip
+        devices.append(
+            NetDevice(
+                name.strip(), fields[0], fields[2], fields[3], fields[8], fields[10], fields[11]
+            )
+        )
     return devices
 
 
@@ -235,9 +301,10 @@ class HostProbe:
     def _collect(self) -> list[Sample]:
         cpu = psutil.cpu_times()
         out = [
-            sample(CPU_SECONDS, value, mode=mode) for mode, value in cpu._asdict().items()
+            sample(CPU_SECONDS, value, mode=mode)
+            for mode, value in cpu._asdict().items()
             if mode not in ("guest", "guest_nice")  # already counted in user and nice
-        ]  # fmt: skip
+        ]
         out.append(sample(CPU_UTILISATION, psutil.cpu_percent(interval=None) / 100.0))
         out.append(sample(CPU_COUNT, psutil.cpu_count() or 0))
         memory = psutil.virtual_memory()
@@ -281,8 +348,11 @@ class HostProbe:
                 stat = os.statvfs(self.config.rootfs / mount.mountpoint.lstrip("/"))
             except OSError:
                 continue
-            labels = {"device": mount.device, "mountpoint": mount.mountpoint,
-                      "fstype": mount.fstype}  # fmt: skip
+            labels = {
+                "device": mount.device,
+                "mountpoint": mount.mountpoint,
+                "fstype": mount.fstype,
+            }
             out.append(sample(FS_SIZE, stat.f_blocks * stat.f_frsize, **labels))
             out.append(sample(FS_AVAILABLE, stat.f_bavail * stat.f_frsize, **labels))
         return out

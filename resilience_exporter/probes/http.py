@@ -32,8 +32,10 @@ from resilience_exporter.reasons import Failure, ProbeError
 PARSE_ERRORS = family(
     "resilience_http_parse_errors_total",
     "Health documents that could not be read or did not fit the target's mapping.",
-    "counter", ("target",), group="applications",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="applications",
+)
 
 # A health document is small; a runaway endpoint must not fill the exporter's memory.
 MAX_BODY_BYTES = 4 * 1024 * 1024

@@ -35,87 +35,118 @@ _DB_LABELS = ("target", "database")
 CLIENTS = family(
     "resilience_pgbouncer_clients",
     "Client connections by pool and state (active, waiting, and the cancel-request states).",
-    "gauge", (*_POOL_LABELS, "state"), group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    (*_POOL_LABELS, "state"),
+    group="pgbouncer",
+)
 SERVERS = family(
     "resilience_pgbouncer_servers",
     "Server connections by pool and state (active, idle, used, tested, login, and the "
     "cancel states).",
-    "gauge", (*_POOL_LABELS, "state"), group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    (*_POOL_LABELS, "state"),
+    group="pgbouncer",
+)
 MAX_WAIT = family(
     "resilience_pgbouncer_max_wait_seconds",
     "How long the oldest waiting client of the pool has waited (0 when none waits).",
-    "gauge", _POOL_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    _POOL_LABELS,
+    group="pgbouncer",
+)
 POOL_SIZE = family(
     "resilience_pgbouncer_pool_size",
     "Server connections allowed per user for the database (pool_size, from SHOW DATABASES).",
-    "gauge", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 RESERVE_POOL_SIZE = family(
     "resilience_pgbouncer_reserve_pool_size",
     "Server connections a pool of the database may open beyond pool_size when clients "
     "have waited reserve_pool_timeout (reserve_pool, from SHOW DATABASES).",
-    "gauge", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 MAX_CLIENT_CONNECTIONS = family(
     "resilience_pgbouncer_max_client_connections",
     "The max_client_conn setting: client connections PgBouncer accepts in all.",
-    "gauge", ("target",), group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="pgbouncer",
+)
 CLIENT_CONNECTIONS = family(
     "resilience_pgbouncer_client_connections",
-    "Client connections open in all (SHOW LISTS used_clients), to compare with "
-    "max_client_conn.",
-    "gauge", ("target",), group="pgbouncer",
-)  # fmt: skip
+    "Client connections open in all (SHOW LISTS used_clients), to compare with max_client_conn.",
+    "gauge",
+    ("target",),
+    group="pgbouncer",
+)
 TRANSACTIONS = family(
     "resilience_pgbouncer_transactions_total",
     "Transactions pooled (in statement mode: queries).",
-    "counter", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "counter",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 QUERIES = family(
     "resilience_pgbouncer_queries_total",
     "Queries pooled.",
-    "counter", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "counter",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 RECEIVED_BYTES = family(
     "resilience_pgbouncer_received_bytes_total",
     "Bytes received from clients.",
-    "counter", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "counter",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 SENT_BYTES = family(
     "resilience_pgbouncer_sent_bytes_total",
     "Bytes sent to clients.",
-    "counter", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "counter",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 QUERY_SECONDS = family(
     "resilience_pgbouncer_query_seconds_total",
     "Time spent by server connections running queries (total_query_time).",
-    "counter", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "counter",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 CLIENT_WAIT_SECONDS = family(
     "resilience_pgbouncer_client_wait_seconds_total",
     "Time clients spent waiting for a server connection (total_wait_time).",
-    "counter", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "counter",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 AVG_QUERY_DURATION = family(
     "resilience_pgbouncer_avg_query_duration_seconds",
     "Average query duration over PgBouncer's last stats period (avg_query_time).",
-    "gauge", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 AVG_WAIT_DURATION = family(
     "resilience_pgbouncer_avg_wait_duration_seconds",
     "Average client wait for a server over PgBouncer's last stats period (avg_wait_time).",
-    "gauge", _DB_LABELS, group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    _DB_LABELS,
+    group="pgbouncer",
+)
 DATABASE_UP = family(
     "resilience_pgbouncer_database_up",
     "1 if a SELECT 1 through PgBouncer to the database (listed in check_databases) "
     "succeeded, else 0 with the reason.",
-    "gauge", (*_DB_LABELS, "reason"), group="pgbouncer",
-)  # fmt: skip
+    "gauge",
+    (*_DB_LABELS, "reason"),
+    group="pgbouncer",
+)
 
 # SHOW POOLS columns: clients and servers by state (the cancel columns exist from 1.18 on).
 _CLIENT_STATES: tuple[tuple[str, str], ...] = (

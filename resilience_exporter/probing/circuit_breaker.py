@@ -27,8 +27,10 @@ BREAKER_LAST_ERROR = family(
     "resilience_breaker_last_error_info",
     "1 while the breaker is open or half-open, labelled with the reason of the last real "
     "failure and whether it is persistent (true: the back-off is the whole cap).",
-    "gauge", ("breaker", "source", "reason", "persistent"), group="breaker",
-)  # fmt: skip
+    "gauge",
+    ("breaker", "source", "reason", "persistent"),
+    group="breaker",
+)
 
 # Transitions exported from the start (at 0), so that rate() sees the first one.
 TRANSITIONS: tuple[tuple[BreakerState, BreakerState], ...] = (

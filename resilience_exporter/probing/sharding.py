@@ -20,8 +20,10 @@ from resilience_exporter.metrics.families import Sample, family, sample
 SHARD = family(
     "resilience_exporter_shard",
     "Always 1; labels tell which shard of the targets this replica probes (index of count).",
-    "gauge", ("index", "count"), group="exporter",
-)  # fmt: skip
+    "gauge",
+    ("index", "count"),
+    group="exporter",
+)
 
 
 class ShardError(ValueError):

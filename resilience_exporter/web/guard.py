@@ -131,7 +131,8 @@ class WebGuard:
             )
             if user is None:
                 return web.Response(
-                    status=401, text="Unauthorized\n",
+                    status=401,
+                    text="Unauthorized\n",
                     headers={"WWW-Authenticate": 'Basic realm="resilience-exporter"'},
-                )  # fmt: skip
+                )
         return await handler(request)

@@ -42,28 +42,38 @@ log = logging.getLogger(__name__)
 BUILD_INFO = family(
     "resilience_exporter_build_info",
     "Always 1; labels tell the exporter's version and the Python it runs on.",
-    "gauge", ("version", "python_version"), group="exporter",
-)  # fmt: skip
+    "gauge",
+    ("version", "python_version"),
+    group="exporter",
+)
 TARGETS = family(
     "resilience_exporter_targets",
     "Targets configured, by kind.",
-    "gauge", ("kind",), group="exporter",
-)  # fmt: skip
+    "gauge",
+    ("kind",),
+    group="exporter",
+)
 RELOAD_OK = family(
     "resilience_config_last_reload_successful",
     "1 if the last configuration reload succeeded (or none was attempted yet), else 0.",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 RELOAD_AT = family(
     "resilience_config_last_reload_success_timestamp_seconds",
     "When the configuration was last loaded successfully, as a Unix timestamp.",
-    "gauge", (), group="exporter",
-)  # fmt: skip
+    "gauge",
+    (),
+    group="exporter",
+)
 PROBE_REQUESTS = family(
     "resilience_exporter_probe_requests_total",
     "/probe requests by result: success, failure (the target is down), bad_request, forbidden.",
-    "counter", ("result",), group="exporter",
-)  # fmt: skip
+    "counter",
+    ("result",),
+    group="exporter",
+)
 ProbeRequestResult = Literal["success", "failure", "bad_request", "forbidden"]
 PROBE_RESULTS: tuple[ProbeRequestResult, ...] = get_args(ProbeRequestResult)
 # On-demand probes running at once; further /probe requests wait for a slot.
@@ -91,8 +101,9 @@ def load_web(path: Path | None) -> WebConfig:
 
 
 class Service:
-    def __init__(self, options: ServiceOptions, config: config_module.Config,
-                 web_config: WebConfig) -> None:  # fmt: skip
+    def __init__(
+        self, options: ServiceOptions, config: config_module.Config, web_config: WebConfig
+    ) -> None:
         self.options = options
         self.config = config
         self.store = SnapshotStore()
@@ -176,8 +187,9 @@ class Service:
             except (ConfigError, WebConfigError) as exc:
                 self.last_reload_ok = False
                 for line in str(exc).splitlines():
-                    log.error("reload failed, keeping the running configuration",
-                              extra={"err": line})  # fmt: skip
+                    log.error(
+                        "reload failed, keeping the running configuration", extra={"err": line}
+                    )
                 return str(exc)
             tls = web_config.tls_server_config
             if tls is not None and self.ssl_context is not None:

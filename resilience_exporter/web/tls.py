@@ -28,9 +28,12 @@ from resilience_exporter.configuration.models import StrictModel
 from resilience_exporter.web import openssl
 
 ClientAuthType = Literal[
-    "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven",
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
     "RequireAndVerifyClientCert",
-]  # fmt: skip
+]
 TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
 _TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -60,8 +63,11 @@ _CIPHER_SUITES: Mapping[str, str | None] = {
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
 }
 _CURVES: Mapping[str, str] = {
-    "CurveP256": "P-256", "CurveP384": "P-384", "CurveP521": "P-521", "X25519": "X25519",
-}  # fmt: skip
+    "CurveP256": "P-256",
+    "CurveP384": "P-384",
+    "CurveP521": "P-521",
+    "X25519": "X25519",
+}
 # The response headers a web config may set, with the values allowed where the header is an
 # enumeration (exporter-toolkit's list: the server's own headers cannot be overridden).
 
@@ -160,8 +166,11 @@ class TLSServerConfig(StrictModel):
             raise ValueError("missing one of cert or cert_file")
         if self.key is None and self.key_file is None:
             raise ValueError("missing one of key or key_file")
-        for inline, path in (("cert", "cert_file"), ("key", "key_file"),
-                             ("client_ca", "client_ca_file")):  # fmt: skip
+        for inline, path in (
+            ("cert", "cert_file"),
+            ("key", "key_file"),
+            ("client_ca", "client_ca_file"),
+        ):
             if getattr(self, inline) is not None and getattr(self, path) is not None:
                 raise ValueError(f"give {inline} or {path}, not both")
         has_ca = self.client_ca is not None or self.client_ca_file is not None

@@ -18,75 +18,103 @@ _SLOT = ("target", "slot_name", "slot_type")
 IN_RECOVERY = family(
     "resilience_postgres_in_recovery",
     "1 if the server is a standby (pg_is_in_recovery()), 0 if it is a primary.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 STANDBYS = family(
     "resilience_postgres_standbys",
     "Standbys streaming from this server (pg_stat_replication), by application_name, "
     "client_addr (empty over a Unix socket), state and sync_state (unknown when the role "
     "may not see them).",
-    "gauge", (*_STANDBY, "state", "sync_state"), group="postgres",
-)  # fmt: skip
+    "gauge",
+    (*_STANDBY, "state", "sync_state"),
+    group="postgres",
+)
 STANDBY_LAG_BYTES = family(
     "resilience_postgres_standby_lag_bytes",
     "WAL bytes a standby is behind this server's current position, per stage: not yet "
     "sent, written, flushed or replayed by the standby.",
-    "gauge", (*_STANDBY, "stage"), group="postgres",
-)  # fmt: skip
+    "gauge",
+    (*_STANDBY, "stage"),
+    group="postgres",
+)
 STANDBY_LAG_SECONDS = family(
     "resilience_postgres_standby_lag_seconds",
     "The standby's lag as pg_stat_replication measures it (write_lag, flush_lag, "
     "replay_lag); 0 once caught up with no traffic.",
-    "gauge", (*_STANDBY, "stage"), group="postgres",
-)  # fmt: skip
+    "gauge",
+    (*_STANDBY, "stage"),
+    group="postgres",
+)
 SLOT_ACTIVE = family(
     "resilience_postgres_replication_slot_active",
     "1 if a consumer is connected to the replication slot, else 0.",
-    "gauge", _SLOT, group="postgres",
-)  # fmt: skip
+    "gauge",
+    _SLOT,
+    group="postgres",
+)
 SLOT_RETAINED = family(
     "resilience_postgres_replication_slot_retained_wal_bytes",
     "WAL the slot keeps on disk: bytes between the current WAL position and the slot's "
     "restart_lsn (0 when it has none).",
-    "gauge", _SLOT, group="postgres",
-)  # fmt: skip
+    "gauge",
+    _SLOT,
+    group="postgres",
+)
 SLOT_WAL_STATUS = family(
     "resilience_postgres_replication_slot_wal_status",
     "1 for the slot's wal_status (reserved, extended, unreserved, lost), 0 for the others. "
     "PostgreSQL 13 and later.",
-    "gauge", (*_SLOT, "wal_status"), group="postgres",
-)  # fmt: skip
+    "gauge",
+    (*_SLOT, "wal_status"),
+    group="postgres",
+)
 
 # --- replication: the standby's view ----------------------------------------------------------
 WAL_RECEIVER_STATUS = family(
     "resilience_postgres_wal_receiver_status",
     "Standbys only: 1 for the WAL receiver's status (pg_stat_wal_receiver; stopped when "
     "no receiver runs, unknown when the role may not see it), 0 for the others.",
-    "gauge", ("target", "status"), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target", "status"),
+    group="postgres",
+)
 REPLAY_LAG_BYTES = family(
     "resilience_postgres_replay_lag_bytes",
     "Standbys only: WAL bytes received but not yet replayed.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 REPLAY_LAG_SECONDS = family(
     "resilience_postgres_replay_lag_seconds",
     "Standbys only: 0 when everything received is replayed (an idle primary sends "
     "nothing), else the age of the last replayed transaction. Absent while behind if "
     "nothing was replayed since the standby started.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 REPLAY_PAUSED = family(
     "resilience_postgres_replay_paused",
     "Standbys only: 1 if WAL replay is paused (pg_is_wal_replay_paused()), else 0.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 # `unknown`: a receiver runs, but the role may not see its details (no pg_monitor).
 RECEIVER_STATUSES = (
-    "stopped", "starting", "streaming", "waiting", "restarting", "stopping", "unknown",
-)  # fmt: skip
+    "stopped",
+    "starting",
+    "streaming",
+    "waiting",
+    "restarting",
+    "stopping",
+    "unknown",
+)
 LAG_STAGES = ("write", "flush", "replay")
 
 # Where WAL stands now: a standby (cascading to others, or holding slots) has no

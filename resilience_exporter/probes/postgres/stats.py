@@ -25,95 +25,129 @@ _DATABASE = ("target", "database")
 CONNECTIONS = family(
     "resilience_postgres_connections",
     "Client backends on the server by state, from pg_stat_activity.",
-    "gauge", ("target", "state"), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target", "state"),
+    group="postgres",
+)
 MAX_CONNECTIONS = family(
     "resilience_postgres_max_connections",
     "The server's max_connections setting.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 RESERVED_CONNECTIONS = family(
     "resilience_postgres_reserved_connections",
     "Connection slots reserved for superusers (superuser_reserved_connections).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 OLDEST_TRANSACTION = family(
     "resilience_postgres_oldest_transaction_seconds",
     "Age of the oldest open transaction of any client backend (0 when none is open).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 OLDEST_IDLE_IN_TRANSACTION = family(
     "resilience_postgres_oldest_idle_in_transaction_seconds",
     "How long the longest session idle in transaction has been idle (0 when none).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 OLDEST_ACTIVE_QUERY = family(
     "resilience_postgres_oldest_active_query_seconds",
     "How long the longest-running statement of a client backend in state active has run "
     "(0 when none runs).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 
 # --- locks ------------------------------------------------------------------------------------
 LOCK_WAITING = family(
     "resilience_postgres_lock_waiting_sessions",
     "Sessions (any backend type) waiting for a heavyweight lock (wait_event_type Lock).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 OLDEST_LOCK_WAIT = family(
     "resilience_postgres_oldest_lock_wait_seconds",
     "How long the longest current lock wait has lasted (pg_locks.waitstart; before "
     "PostgreSQL 14 the waiting statement's age). 0 when nobody waits.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 BLOCKED = family(
     "resilience_postgres_blocked_sessions",
     "Sessions waiting for a lock that other sessions hold (pg_blocking_pids not empty).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 BLOCKING = family(
     "resilience_postgres_blocking_sessions",
     "Sessions that hold a lock others wait for (distinct pids of pg_blocking_pids).",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 
 # --- per database -----------------------------------------------------------------------------
 DEADLOCKS = family(
     "resilience_postgres_deadlocks_total",
     "Deadlocks detected in the database (pg_stat_database.deadlocks).",
-    "counter", _DATABASE, group="postgres",
-)  # fmt: skip
+    "counter",
+    _DATABASE,
+    group="postgres",
+)
 CONFLICTS = family(
     "resilience_postgres_conflicts_total",
     "Queries cancelled by conflicts with recovery on a standby (pg_stat_database.conflicts).",
-    "counter", _DATABASE, group="postgres",
-)  # fmt: skip
+    "counter",
+    _DATABASE,
+    group="postgres",
+)
 COMMITS = family(
     "resilience_postgres_commits_total",
     "Transactions committed in the database (pg_stat_database.xact_commit).",
-    "counter", _DATABASE, group="postgres",
-)  # fmt: skip
+    "counter",
+    _DATABASE,
+    group="postgres",
+)
 ROLLBACKS = family(
     "resilience_postgres_rollbacks_total",
     "Transactions rolled back in the database (pg_stat_database.xact_rollback).",
-    "counter", _DATABASE, group="postgres",
-)  # fmt: skip
+    "counter",
+    _DATABASE,
+    group="postgres",
+)
 TEMP_BYTES = family(
     "resilience_postgres_temp_bytes_total",
     "Bytes written to temporary files by queries of the database (pg_stat_database.temp_bytes).",
-    "counter", _DATABASE, group="postgres",
-)  # fmt: skip
+    "counter",
+    _DATABASE,
+    group="postgres",
+)
 FROZEN_XID_AGE = family(
     "resilience_postgres_frozen_xid_age",
     "Transactions since the database's datfrozenxid (age(datfrozenxid)): past "
     "autovacuum_freeze_max_age autovacuum must freeze; near 2^31 the server stops writes.",
-    "gauge", _DATABASE, group="postgres",
-)  # fmt: skip
+    "gauge",
+    _DATABASE,
+    group="postgres",
+)
 FREEZE_MAX_AGE = family(
     "resilience_postgres_autovacuum_freeze_max_age",
     "The server's autovacuum_freeze_max_age setting, in transactions.",
-    "gauge", ("target",), group="postgres",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="postgres",
+)
 
 # pg_stat_activity.state values, spelled as label values.
 STATES: Mapping[str | None, str] = {

@@ -29,46 +29,62 @@ REFUSED_RECHECK_SECONDS = 300.0
 SLOWLOG_LENGTH = family(
     "resilience_redis_slowlog_length",
     "Entries in the slow log (SLOWLOG LEN).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 SLOWLOG_LAST_DURATION = family(
     "resilience_redis_slowlog_last_duration_seconds",
     "Execution time of the newest slow log entry (its command and arguments are not read "
     "out); absent while the slow log is empty.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 LATENCY_SPIKE_DURATION = family(
     "resilience_redis_latency_spike_duration_seconds",
     "Latency monitor, per event (command, fork, aof-fsync-always, ...): the latest spike "
     "above latency-monitor-threshold; absent while the monitor is off or saw none.",
-    "gauge", ("target", "event"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "event"),
+    group="redis",
+)
 LATENCY_SPIKE_TIMESTAMP = family(
     "resilience_redis_latency_spike_timestamp_seconds",
     "Latency monitor, per event: when the latest spike happened (Unix time, server clock).",
-    "gauge", ("target", "event"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "event"),
+    group="redis",
+)
 CLUSTER_STATE_OK = family(
     "resilience_redis_cluster_state_ok",
     "Redis Cluster nodes only: 1 if the node reports cluster_state:ok, 0 for fail.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 CLUSTER_SLOTS = family(
     "resilience_redis_cluster_slots",
     "Redis Cluster nodes only: hash slots assigned, and of those ok, pfail (suspected by this "
     "node) and fail (agreed by the masters); 16384 slots in all.",
-    "gauge", ("target", "state"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "state"),
+    group="redis",
+)
 CLUSTER_KNOWN_NODES = family(
     "resilience_redis_cluster_known_nodes",
     "Redis Cluster nodes only: nodes this node knows, itself included.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 CLUSTER_SIZE = family(
     "resilience_redis_cluster_size",
     "Redis Cluster nodes only: masters serving at least one hash slot.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 
 Parser = Callable[[str, Any], list[Sample]]
 
@@ -154,8 +170,12 @@ EXTRAS: tuple[Extra, ...] = (
 CLUSTER_INFO = Extra("cluster|info", ("CLUSTER", "INFO"), _cluster_info)
 # Every right the probe uses on the server; docs/redis-pgbouncer.md lists the same.
 ACL_RIGHTS: tuple[str, ...] = (
-    "ping", "info", "client|setname", "hello", *(e.acl for e in (*EXTRAS, CLUSTER_INFO)),
-)  # fmt: skip
+    "ping",
+    "info",
+    "client|setname",
+    "hello",
+    *(e.acl for e in (*EXTRAS, CLUSTER_INFO)),
+)
 
 
 def _refusal(exc: BaseException) -> bool:

@@ -14,181 +14,246 @@ from resilience_exporter.reasons import ProbeError
 CONNECTED_CLIENTS = family(
     "resilience_redis_connected_clients",
     "Client connections open on the server (INFO connected_clients).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 BLOCKED_CLIENTS = family(
     "resilience_redis_blocked_clients",
     "Clients waiting in a blocking command (BLPOP, WAIT, ...).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 MAX_CLIENTS = family(
     "resilience_redis_max_clients",
     "The server's maxclients setting.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 MEMORY_USED = family(
     "resilience_redis_memory_used_bytes",
     "Memory allocated by Redis (INFO used_memory).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 MEMORY_MAX = family(
     "resilience_redis_memory_max_bytes",
     "The server's maxmemory setting; 0 means no limit (saturation ratios must skip it).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 EVICTED_KEYS = family(
     "resilience_redis_evicted_keys_total",
     "Keys evicted because of the maxmemory limit.",
-    "counter", ("target",), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="redis",
+)
 REJECTED_CONNECTIONS = family(
     "resilience_redis_rejected_connections_total",
     "Connections refused because of the maxclients limit.",
-    "counter", ("target",), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="redis",
+)
 KEYSPACE_HITS = family(
     "resilience_redis_keyspace_hits_total",
     "Successful key lookups.",
-    "counter", ("target",), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="redis",
+)
 KEYSPACE_MISSES = family(
     "resilience_redis_keyspace_misses_total",
     "Failed key lookups.",
-    "counter", ("target",), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="redis",
+)
 ROLE = family(
     "resilience_redis_role",
     "1 for the server's replication role (master or replica).",
-    "gauge", ("target", "role"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "role"),
+    group="redis",
+)
 CONNECTED_REPLICAS = family(
     "resilience_redis_connected_replicas",
     "Replicas connected to this server.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 REPLICATION_LINK_UP = family(
     "resilience_redis_replication_link_up",
     "Replicas only: 1 if the link to the master is up (master_link_status), else 0.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 # --- activity and memory ----------------------------------------------------------------------
 COMMANDS_PROCESSED = family(
     "resilience_redis_commands_processed_total",
     "Commands the server processed (INFO total_commands_processed).",
-    "counter", ("target",), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="redis",
+)
 OPS_PER_SECOND = family(
     "resilience_redis_instantaneous_ops_per_second",
     "Commands per second, as the server samples them (INFO instantaneous_ops_per_sec).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 CPU_SECONDS = family(
     "resilience_redis_cpu_seconds_total",
     "CPU time of the server process, system and user (INFO used_cpu_sys, used_cpu_user): "
     "commands run on one thread, so a rate near 1 is a saturated server.",
-    "counter", ("target", "mode"), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target", "mode"),
+    group="redis",
+)
 ERROR_REPLIES = family(
     "resilience_redis_error_replies_total",
     "Error replies the server sent (INFO total_error_replies): refused writes (MISCONF, OOM, "
     "READONLY), NOPERM, wrong types, ...",
-    "counter", ("target",), group="redis",
-)  # fmt: skip
+    "counter",
+    ("target",),
+    group="redis",
+)
 FRAGMENTATION = family(
     "resilience_redis_memory_fragmentation_ratio",
     "Resident memory over memory allocated (INFO mem_fragmentation_ratio); meaningless while "
     "the dataset is only a few MB.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 # --- replication, master side ----------------------------------------------------------------
 BACKLOG = family(
     "resilience_redis_replication_backlog_bytes",
     "Size of the replication backlog (repl_backlog_size): a replica further behind than this "
     "when its link drops needs a full resync.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 REPLICA_OFFSET_LAG = family(
     "resilience_redis_replica_offset_lag_bytes",
     "Masters only, per connected replica: the master's replication offset minus the offset "
     "the replica acknowledged.",
-    "gauge", ("target", "replica"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "replica"),
+    group="redis",
+)
 REPLICA_ACK_AGE = family(
     "resilience_redis_replica_ack_age_seconds",
     "Masters only, per connected replica: seconds since the replica's last acknowledgement "
     "(INFO slaveN lag).",
-    "gauge", ("target", "replica"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "replica"),
+    group="redis",
+)
 REPLICA_STATE = family(
     "resilience_redis_replica_state",
     "Masters only, per connected replica: 1 for its state (wait_bgsave, send_bulk, online).",
-    "gauge", ("target", "replica", "state"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "replica", "state"),
+    group="redis",
+)
 # --- replication, replica side ---------------------------------------------------------------
 LINK_DOWN_SECONDS = family(
     "resilience_redis_replication_link_down_seconds",
     "Replicas only: seconds the link to the master has been down, 0 while it is up; a replica "
     "that never reached its master counts from its start.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 SYNC_IN_PROGRESS = family(
     "resilience_redis_replication_sync_in_progress",
     "Replicas only: 1 while a full synchronisation from the master runs.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 LAST_IO_SECONDS = family(
     "resilience_redis_replication_last_io_seconds",
     "Replicas only, while the link is up: seconds since the last data from the master.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 # --- persistence -----------------------------------------------------------------------------
 RDB_LAST_SAVE_SUCCESS = family(
     "resilience_redis_rdb_last_save_success",
     "1 if the last RDB save (BGSAVE) succeeded, 0 if it failed.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 RDB_LAST_SAVE_AGE = family(
     "resilience_redis_rdb_last_save_age_seconds",
-    "Seconds since the last successful RDB save (or the server's start), on the server's "
-    "clock.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "Seconds since the last successful RDB save (or the server's start), on the server's clock.",
+    "gauge",
+    ("target",),
+    group="redis",
+)
 RDB_CHANGES = family(
     "resilience_redis_rdb_changes_since_last_save",
     "Writes since the last successful RDB save: what a crash now would lose without AOF.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 RDB_SAVE_IN_PROGRESS = family(
     "resilience_redis_rdb_save_in_progress",
     "1 while an RDB save runs.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 AOF_ENABLED = family(
     "resilience_redis_aof_enabled",
     "1 if the append-only file is on.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 AOF_LAST_WRITE_SUCCESS = family(
     "resilience_redis_aof_last_write_success",
     "1 if the last write to the append-only file succeeded, 0 if it failed.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 AOF_LAST_REWRITE_SUCCESS = family(
     "resilience_redis_aof_last_rewrite_success",
     "1 if the last append-only file rewrite succeeded, 0 if it failed.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 AOF_REWRITE_IN_PROGRESS = family(
     "resilience_redis_aof_rewrite_in_progress",
     "1 while an append-only file rewrite runs.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 FORK_DURATION = family(
     "resilience_redis_latest_fork_duration_seconds",
     "Duration of the latest fork (for a save, a rewrite or a full sync): the server answers "
     "nothing meanwhile.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 
 # INFO fields every server reports, exported as they are (times `scale`): (field, family, scale).
 _REQUIRED: tuple[tuple[str, Family, float], ...] = (

@@ -22,8 +22,10 @@ PING_DURATION = family(
     "resilience_redis_ping_duration_seconds",
     "Round trip of a PING on a pooled connection (count and sum: rate(sum) / rate(count) is "
     "the mean; the probe's own histogram has the tail).",
-    "summary", ("target",), group="redis",
-)  # fmt: skip
+    "summary",
+    ("target",),
+    group="redis",
+)
 
 
 class RedisProbe:

@@ -10,37 +10,47 @@ from resilience_exporter.probes.redis.config import SentinelConfig, host_port
 SENTINEL_UP = family(
     "resilience_redis_sentinel_up",
     "Sentinel targets only: 1 if a Sentinel answered the last master discovery, else 0.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 SENTINEL_MASTER = family(
     "resilience_redis_sentinel_master",
     "Sentinel targets only: 1 for the master address Sentinel last reported for the service.",
-    "gauge", ("target", "service", "address"), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target", "service", "address"),
+    group="redis",
+)
 SENTINEL_QUORUM_REACHABLE = family(
     "resilience_redis_sentinel_quorum_reachable",
     "Sentinel targets only: 1 if SENTINEL CKQUORUM says enough Sentinels are reachable to "
     "agree the master is down and authorise a failover, 0 if not.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 SENTINEL_QUORUM = family(
     "resilience_redis_sentinel_quorum",
-    "Sentinel targets only: Sentinels that must agree the master is down (the configured "
-    "quorum).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "Sentinel targets only: Sentinels that must agree the master is down (the configured quorum).",
+    "gauge",
+    ("target",),
+    group="redis",
+)
 SENTINEL_KNOWN_SENTINELS = family(
     "resilience_redis_sentinel_known_sentinels",
     "Sentinel targets only: Sentinels watching the service, as the answering Sentinel knows "
     "them (itself included).",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "gauge",
+    ("target",),
+    group="redis",
+)
 SENTINEL_KNOWN_REPLICAS = family(
     "resilience_redis_sentinel_known_replicas",
-    "Sentinel targets only: replicas of the master the answering Sentinel knows, reachable or "
-    "not.",
-    "gauge", ("target",), group="redis",
-)  # fmt: skip
+    "Sentinel targets only: replicas of the master the answering Sentinel knows, reachable or not.",
+    "gauge",
+    ("target",),
+    group="redis",
+)
 
 
 def sentinel_samples(name: str, config: SentinelConfig, clients: RedisClients) -> list[Sample]:
