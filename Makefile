@@ -22,6 +22,7 @@ export UV_PYTHON_DOWNLOADS := never
 PACKAGE_TESTS := --package-only --ignore=tests/test_image.py
 
 .PHONY: install uv lock lock-upgrade lock-check servers peers image-tools lint typecheck test \
+	test-fast \
 	test-floor test-latest image image-test demo docs alerts dashboards previews chart-assets \
 	bench bench-scale clean
 
@@ -80,6 +81,10 @@ test: install servers peers lock-check lint typecheck
 	$(PY) -m pytest --ignore=tests/test_image.py
 	$(MAKE) test-floor
 	$(MAKE) image-test
+
+# The inner loop: the tests that start no server, tool or exporter process (not marked slow).
+test-fast: install
+	$(PY) -m pytest -q --fast --ignore=tests/test_image.py
 
 # The lowest release of every dependency pyproject.toml declares (requirements/floor.txt), on
 # the oldest Python it supports: mypy on the package and the package's tests.

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -27,6 +30,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--package-only", action="store_true", help="leave out the tests of the chart, rules, "
         "dashboards and bench (tests/conftest.py TOOLING_MODULES)",
     )  # fmt: skip
+    parser.addoption(
+        "--fast", action="store_true", help="only the tests marked neither slow nor by a "
+        "tooling module's need for processes: `make test-fast`; a test that starts a process "
+        "(a server, a tool, the exporter) fails, saying to mark it slow",
+    )  # fmt: skip
+
+
+# Processes a fast test may start: git answers in milliseconds (scripts/check_layout.py).
+FAST_PROCESSES = frozenset({"git"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("fast"):
+        return
+    config.option.markexpr = "not slow"
+    started = subprocess.Popen.__init__
+
+    def refuse_processes(self: subprocess.Popen[Any], args: Any, *rest: Any, **kw: Any) -> None:
+        program = args if isinstance(args, str | bytes | os.PathLike) else args[0]
+        if os.path.basename(os.fsdecode(program)) not in FAST_PROCESSES:
+            raise RuntimeError(
+                f"{os.fsdecode(program)} started by a test not marked slow: a test that starts "
+                "a server, a tool or the exporter's process is `@pytest.mark.slow`"
+            )
+        started(self, args, *rest, **kw)
+
+    subprocess.Popen.__init__ = refuse_processes  # type: ignore[method-assign]
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -46,6 +46,7 @@ def test_rule_files_are_the_generators_output() -> None:
     assert stale_files(ALERTS_DIR, render()) == [], "run `make alerts`"
 
 
+@pytest.mark.slow
 def test_promtool_check_rules() -> None:
     result = run("promtool", "check", "rules", *map(str, RULE_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -62,6 +63,7 @@ def test_one_unit_test_file_per_rule_group() -> None:
     assert len(TEST_FILES) == len(RULE_FILES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_unit_tests(test_file: Path) -> None:
     result = subprocess.run(
@@ -87,6 +89,7 @@ def test_every_alert_has_firing_and_not_firing_cases() -> None:
     assert (firing | quiet) - names == set(), "test cases for alerts that don't exist"
 
 
+@pytest.mark.slow
 def test_amtool_check_config() -> None:
     result = run("amtool", "check-config", str(ALERTS_DIR / "alertmanager.example.yml"))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -21,6 +21,8 @@ from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 TARGET = "e2e-db"
 EXPORTER_JOB = "resilience-exporter"
 

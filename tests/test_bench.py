@@ -18,6 +18,8 @@ import pytest
 from bench import compare, fleet, harness, report, scale
 from scripts.testservers.base import wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 POSITIVE_PER_EXPORTER = (
     "p50_ms", "p99_ms", "mean_ms", "rss_bytes", "series", "bytes_per_scrape", "scrapes",
     "wire_bytes_per_scrape", "plain_p50_ms",

@@ -84,6 +84,7 @@ def stoppable_postgres() -> Iterator[PostgresServer]:
         server.remove()
 
 
+@pytest.mark.slow
 def test_open_breaker_makes_no_connection_attempts_then_recovers(
     stoppable_postgres: PostgresServer, workdir: Path
 ) -> None:
@@ -162,6 +163,7 @@ def test_open_breaker_makes_no_connection_attempts_then_recovers(
         assert m.value("resilience_breaker_failure_ratio", **BREAKER) == 0
 
 
+@pytest.mark.slow
 def test_persistent_failure_opens_at_once_for_the_cap(
     postgres: PostgresServer, workdir: Path
 ) -> None:
@@ -212,6 +214,7 @@ def connect_errors(probe: PostgresProbe) -> float:
     return value
 
 
+@pytest.mark.slow
 async def test_postgres_probe_close_then_open_cycles_keep_its_stats(
     postgres: PostgresServer,
 ) -> None:

@@ -50,6 +50,7 @@ def operator_scrape_config(probe: dict[str, Any], prober_address: str) -> dict[s
     }
 
 
+@pytest.mark.slow
 def test_a_fleet_is_probed_through_the_charts_probe(
     chart: helm_python.Chart, postgres: PostgresServer, workdir: Path
 ) -> None:

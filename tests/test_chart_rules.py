@@ -146,6 +146,7 @@ def promtool_fires(groups: list[Any], job: str, tmp_path: Path) -> list[Any]:
     return [] if result.returncode == 0 else [result.stdout + result.stderr]
 
 
+@pytest.mark.slow
 def test_name_override_does_not_fire_exporter_absent(
     chart: helm_python.Chart, tmp_path: Path
 ) -> None:
@@ -164,6 +165,7 @@ def names(groups: list[Any]) -> tuple[list[str], list[str]]:
     return [g["name"] for g in groups], alerts
 
 
+@pytest.mark.slow
 def test_groups_and_alerts_can_be_dropped_and_rules_added(chart: helm_python.Chart) -> None:
     extra = {"name": "my-team", "rules": [
         {"alert": "MyTeamOrdersDbDown", "expr": 'resilience_up{target="orders-db"} == 0',

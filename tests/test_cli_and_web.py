@@ -18,6 +18,8 @@ from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Exposition, ru
 import resilience_exporter
 from scripts.testservers.postgres import PostgresServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 
 def test_version() -> None:
     result = run_exporter(["--version"])

@@ -176,6 +176,7 @@ def test_each_embedded_variable_names_a_kind_that_reads_urls() -> None:
     assert set(loader.EMBEDDED_URL_VARIABLES.values()) == kinds
 
 
+@pytest.mark.slow
 def test_embedded_default_imports_only_the_kinds_it_is_given() -> None:
     """A kind's client library is loaded only when a configuration names the kind: checked
     in a fresh interpreter, whose modules are the ones this import loads."""
@@ -200,6 +201,7 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["bad-yaml", "unknown-key", "bad-duration", "missing-env-secret"])
 def test_cli_exits_2_naming_file_line_and_key(case: str, tmp_path: Path) -> None:
     text = {
@@ -225,6 +227,7 @@ def test_cli_exits_2_naming_file_line_and_key(case: str, tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_config_file_exits_2(tmp_path: Path) -> None:
     result = run_exporter([f"--config.file={tmp_path / 'absent.yml'}"])
     assert result.returncode == 2

@@ -280,6 +280,7 @@ def wait_for_data(prometheus: PrometheusServer, queries: dict[tuple[str, str], s
         pytest.fail("panels without data:\n" + "\n".join(f"  {k}: {v}" for k, v in missing.items()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file_name", sorted(TARGETS))
 def test_every_panel_has_data(stack: Stack, file_name: str) -> None:
     board = dashboards()[file_name]
@@ -288,6 +289,7 @@ def test_every_panel_has_data(stack: Stack, file_name: str) -> None:
     wait_for_data(stack.prometheus, queries)
 
 
+@pytest.mark.slow
 def test_the_breakers_dashboard_shows_the_exporters_and_the_applications(stack: Stack) -> None:
     board = dashboards()["breakers.json"]
     queries = panel_queries(board, variables(stack, "breakers.json"), incident_only=False)
@@ -322,6 +324,7 @@ def incident_queries(stack: Stack, incident: str) -> dict[tuple[str, str], str]:
     return queries
 
 
+@pytest.mark.slow
 def test_postgres_down_fills_the_incident_panels(stack: Stack) -> None:
     queries = incident_queries(stack, "postgres_down")
     assert not any(stack.prometheus.query(q) for q in queries.values()), "nothing down yet"
@@ -342,6 +345,7 @@ def test_postgres_down_fills_the_incident_panels(stack: Stack) -> None:
     assert (PG, "ResilienceTargetDown") in {(r.get("target"), r["alertname"]) for r in firing}
 
 
+@pytest.mark.slow
 def test_a_breaker_opening_fills_the_next_trial_panel(stack: Stack) -> None:
     queries = incident_queries(stack, "breaker_open")
     # The database's outage in the test before may have opened its breaker, which closes
@@ -355,6 +359,7 @@ def test_a_breaker_opening_fills_the_next_trial_panel(stack: Stack) -> None:
     wait_for_data(stack.prometheus, queries)
 
 
+@pytest.mark.slow
 def test_render_previews(stack: Stack, tmp_path: Path) -> None:
     """The README's previews, from this stack's Prometheus: one PNG per dashboard."""
     requested = os.environ.get("RESILIENCE_DASHBOARD_PREVIEWS")

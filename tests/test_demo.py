@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from exporter_process import Exposition
 from tests_support import http_get
 
 from scripts.testservers.base import free_port, wait_until
+
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_TARGETS = ("demo-postgres", "demo-pgbouncer", "demo-redis", "host")

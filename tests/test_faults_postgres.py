@@ -14,6 +14,8 @@ from exporter_process import ExporterProcess, Exposition, up_is
 from scripts.testservers.base import free_port
 from scripts.testservers.postgres import PostgresServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 INTERVAL_AND_TIMEOUT = 2.0
 # Deadlines for polls: interval + timeout, plus room for a loaded CI machine.
 DEADLINE = INTERVAL_AND_TIMEOUT + 8

@@ -541,6 +541,7 @@ def test_the_chart_renders_the_repositorys_rules_and_dashboards(chart: helm_pyth
 # --- the image the chart deploys --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dockerfile_matches_the_charts_defaults_and_lints_clean() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     values = yaml.safe_load((CHART / "values.yaml").read_text())

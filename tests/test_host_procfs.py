@@ -52,6 +52,7 @@ def node_procfs(tmp_path: Path) -> Path:
     return mounted
 
 
+@pytest.mark.slow
 def test_a_pod_sees_its_own_network_and_the_node_mode_the_nodes(
     node_procfs: Path, tmp_path: Path
 ) -> None:

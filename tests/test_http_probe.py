@@ -315,6 +315,7 @@ def up(m: Exposition, target: str) -> tuple[float | None, str]:
     return value, reason
 
 
+@pytest.mark.slow
 def test_generic_preset_maps_every_family(scraped: Scraped) -> None:
     m, _, _, _ = scraped
     assert up(m, "shop") == (1, "")
@@ -355,6 +356,7 @@ def test_generic_preset_maps_every_family(scraped: Scraped) -> None:
     assert m.value("resilience_http_parse_errors_total", target="shop") == 0
 
 
+@pytest.mark.slow
 def test_resilience4j_preset(scraped: Scraped) -> None:
     m, _, _, _ = scraped
     assert up(m, "spring") == (1, "")
@@ -378,6 +380,7 @@ def test_resilience4j_preset(scraped: Scraped) -> None:
     assert not m.has("resilience_pool_connections", source="spring")
 
 
+@pytest.mark.slow
 def test_actuator_503_with_a_down_document_still_maps(scraped: Scraped) -> None:
     m, _, _, _ = scraped
     assert up(m, "spring-down") == (1, "")
@@ -394,6 +397,7 @@ def test_actuator_503_with_a_down_document_still_maps(scraped: Scraped) -> None:
     )
 
 
+@pytest.mark.slow
 def test_custom_mapping(scraped: Scraped) -> None:
     m, _, _, _ = scraped
     assert up(m, "custom") == (1, "")
@@ -407,6 +411,7 @@ def test_custom_mapping(scraped: Scraped) -> None:
     assert m.value("resilience_pool_pending_requests", **p) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "reason", "parse_errors"),
     [
@@ -434,6 +439,7 @@ def test_failures_give_the_documented_reason(
     assert target in landing
 
 
+@pytest.mark.slow
 def test_secrets_never_shown(scraped: Scraped) -> None:
     m, landing, logs, _ = scraped
     encoded = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
@@ -665,6 +671,7 @@ def test_credentials_in_the_url_are_refused_without_echoing_them() -> None:
     assert "Url-Secret-77" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_tls_options(tmp_path: Path) -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -712,6 +719,7 @@ targets:
     assert up(m, "no-client-cert") == (0, "other")
 
 
+@pytest.mark.slow
 def test_exposition_passes_promtool(scraped: Scraped) -> None:
     _, _, _, text_format = scraped
     checked = promtool_check_metrics(text_format)

@@ -40,6 +40,7 @@ def built() -> Iterator[tuple[image.Podman, str]]:
         yield podman, image.build(podman)
 
 
+@pytest.mark.slow
 def test_oci_labels_are_complete(built: tuple[image.Podman, str]) -> None:
     podman, ref = built
     config = podman.inspect(ref)["Config"]
@@ -88,6 +89,7 @@ LIST_DISTRIBUTIONS = (
 )
 
 
+@pytest.mark.slow
 def test_installs_the_locked_set(built: tuple[image.Podman, str]) -> None:
     podman, ref = built
     listed = podman.run(
@@ -118,6 +120,7 @@ def fetch(url: str, *, auth: bool) -> tuple[int, bytes, dict[str, str]]:
         return err.code, err.read(), dict(err.headers)
 
 
+@pytest.mark.slow
 def test_runs_non_root_read_only_and_serves(
     built: tuple[image.Podman, str], tmp_path: Path
 ) -> None:

@@ -156,6 +156,7 @@ def test_half_open_trial_failure_reopens() -> None:
     assert calls["success"] == 0
 
 
+@pytest.mark.slow
 def test_psycopg_pools_sync_and_async(postgres: PostgresServer) -> None:
     dsn = postgres.dsn(MONITOR_USER, MONITOR_PASSWORD)
     health = Instrumentation(source="orders")
@@ -208,6 +209,7 @@ def _use_a_connection(pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
 
 
 # redis-py leaves some pool methods without annotations, hence the ignores below.
+@pytest.mark.slow
 def test_redis_pools_sync_and_async(redis_port: int) -> None:
     health = Instrumentation(source="cart")
     pool = redis.ConnectionPool(host="127.0.0.1", port=redis_port, max_connections=4)
@@ -285,11 +287,13 @@ def loaded_by_import(packages: tuple[str, ...], *modules: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.slow
 def test_importing_starts_and_pulls_in_nothing() -> None:
     packages = ("pybreaker", "aiohttp", "psycopg_pool", "redis")
     assert loaded_by_import(packages, "resilience_exporter.probing.runtime") == "[]"
 
 
+@pytest.mark.slow
 def test_importing_pulls_in_none_of_the_new_libraries() -> None:
     libraries = (
         "sqlalchemy", "asyncpg", "aiobreaker", "circuitbreaker", "fastapi", "starlette",
@@ -375,6 +379,7 @@ def test_wsgi_app_serves_the_generic_document() -> None:
     assert apply(PRESETS["generic"], document).samples("checkout") == health.samples()
 
 
+@pytest.mark.slow
 def test_round_trip_through_the_exporter_matches_the_collector(
     postgres: PostgresServer, redis_port: int, workdir: Path
 ) -> None:

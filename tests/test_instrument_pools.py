@@ -41,6 +41,8 @@ from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 # Short enough for a test to hold a connection past it, long enough that a quick query is
 # never counted.
 LEAK = 0.5

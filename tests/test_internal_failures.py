@@ -27,6 +27,8 @@ from resilience_exporter.probing.runtime import TargetRunner
 from resilience_exporter.reasons import Failure
 from scripts.testservers.redis import RedisServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 INTERNAL_LOG = "probe failed inside the exporter"
 # Loaded by the exporter's interpreter at start (Python imports `sitecustomize` from the path).
 MISSING_POOL_ATTRIBUTE = """\

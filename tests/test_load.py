@@ -19,6 +19,8 @@ from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Exposition
 
 from scripts.testservers.postgres import PostgresServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 CONCURRENT_SCRAPES = 1000
 SLOW_CLIENTS = 50
 SOAK_SCRAPES = int(os.environ.get("RESILIENCE_SOAK_SCRAPES", "1500"))

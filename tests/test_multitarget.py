@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from scripts.testservers.postgres import PostgresServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 
 @pytest.fixture(scope="module")
 def blackhole() -> Iterator[int]:

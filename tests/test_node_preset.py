@@ -161,6 +161,7 @@ def pools_agree(
     )
 
 
+@pytest.mark.slow
 def test_pool_sizes_and_waiters_match_the_service(
     service: NodeService, exporter: ExporterProcess, postgres: PostgresServer
 ) -> None:
@@ -258,6 +259,7 @@ def firing(prometheus: PrometheusServer) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.slow
 def test_breaker_closed_open_half_open_closed_with_the_alert(
     service: NodeService,
     exporter: ExporterProcess,
@@ -369,6 +371,7 @@ def test_breaker_closed_open_half_open_closed_with_the_alert(
         )
 
 
+@pytest.mark.slow
 def test_window_counts_leave_with_the_window(
     service: NodeService, exporter: ExporterProcess
 ) -> None:
@@ -405,6 +408,7 @@ def edge_breakers() -> dict[str, BreakerView]:
     return apply(PRESETS["node"], json.loads(printed.stdout)).breakers
 
 
+@pytest.mark.slow
 def test_a_fresh_breaker_has_zeros_but_no_ratio_or_latency(
     edge_breakers: dict[str, BreakerView],
 ) -> None:
@@ -416,11 +420,13 @@ def test_a_fresh_breaker_has_zeros_but_no_ratio_or_latency(
     assert fresh.call_duration_quantiles is None
 
 
+@pytest.mark.slow
 def test_disabled_is_closed_and_shut_down_is_open(edge_breakers: dict[str, BreakerView]) -> None:
     assert edge_breakers["disabled"].state == "closed"  # open, but calls pass unprotected
     assert edge_breakers["shutdown"].state == "open"  # every call is refused
 
 
+@pytest.mark.slow
 def test_percentiles_turned_off_leave_no_latency(edge_breakers: dict[str, BreakerView]) -> None:
     view = edge_breakers["no-percentiles"]
     assert view.window_calls == {"success": 1, "failure": 0, "timeout": 0, "rejected": 0}
@@ -428,6 +434,7 @@ def test_percentiles_turned_off_leave_no_latency(edge_breakers: dict[str, Breake
     assert view.failure_ratio == 0
 
 
+@pytest.mark.slow
 def test_a_forgiven_timeout_does_not_make_a_negative_failure_count(
     edge_breakers: dict[str, BreakerView],
 ) -> None:
@@ -438,6 +445,7 @@ def test_a_forgiven_timeout_does_not_make_a_negative_failure_count(
     assert view.call_duration_quantiles[1.0] >= 0.009  # its 10 ms timeout, in seconds
 
 
+@pytest.mark.slow
 def test_semaphore_rejections_are_rejected_not_failed(
     edge_breakers: dict[str, BreakerView],
 ) -> None:
@@ -446,6 +454,7 @@ def test_semaphore_rejections_are_rejected_not_failed(
     assert view.failure_ratio == 0.5  # opossum's trip ratio counts it as a failure
 
 
+@pytest.mark.slow
 def test_calls_that_outlive_the_window_keep_the_ratio_at_most_one(
     edge_breakers: dict[str, BreakerView],
 ) -> None:

@@ -41,6 +41,7 @@ host: {{enabled: false}}
 """
 
 
+@pytest.mark.slow
 def test_families_and_plausible_values(pgbouncer: PgBouncerServer, workdir: Path) -> None:
     # Some traffic through PgBouncer, so that the counters have something to count.
     with psycopg.connect(
@@ -100,6 +101,7 @@ def test_families_and_plausible_values(pgbouncer: PgBouncerServer, workdir: Path
         assert m.types["resilience_pgbouncer_transactions"] == "counter"
 
 
+@pytest.mark.slow
 def test_wrong_password_is_auth_and_never_shown(pgbouncer: PgBouncerServer, workdir: Path) -> None:
     wrong = "Wrong-Bouncer-Secret-5d1"
     config = bouncer_config(pgbouncer, password=wrong)
@@ -156,6 +158,7 @@ class WaitingClient:
         self.thread.join(30)
 
 
+@pytest.mark.slow
 def test_database_down_behind_a_live_pgbouncer(
     bouncer_with_own_postgres: tuple[PostgresServer, PgBouncerServer], workdir: Path
 ) -> None:
@@ -254,6 +257,7 @@ class HeldTransactions:
             thread.join(30)
 
 
+@pytest.mark.slow
 def test_reserve_pool_use_and_servers_stuck_testing_fire_their_alerts(workdir: Path) -> None:
     """A pool of 2 with a reserve of 2: four transactions at once take the reserve. Then a
     hung server: PgBouncer checks an idle server connection before handing it out
@@ -327,6 +331,7 @@ def test_reserve_pool_use_and_servers_stuck_testing_fire_their_alerts(workdir: P
                 pg.thaw()
 
 
+@pytest.mark.slow
 def test_pgbouncer_stopped_frozen_and_restarted_in_a_loop(
     bouncer_with_own_postgres: tuple[PostgresServer, PgBouncerServer], workdir: Path
 ) -> None:
@@ -356,6 +361,7 @@ def _bouncer_target(text: str) -> PgBouncerTarget:
     return target
 
 
+@pytest.mark.slow
 async def test_close_then_open_reconnects(pgbouncer: PgBouncerServer) -> None:
     """The runtime may close a probe (an open breaker) and open it again later."""
     target = _bouncer_target(
@@ -406,6 +412,7 @@ def test_config_keeps_secrets_out_and_wants_the_console() -> None:
         )
 
 
+@pytest.mark.slow
 def test_every_kind_promtool_clean_and_no_password_anywhere(
     postgres: PostgresServer,
     pgbouncer: PgBouncerServer,

@@ -12,6 +12,8 @@ from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 
 def pg_config(
     server: PostgresServer,

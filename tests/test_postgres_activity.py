@@ -18,6 +18,8 @@ from resilience_exporter.metrics.families import Family, Sample
 from resilience_exporter.probes.postgres import replication, stats
 from scripts.testservers.postgres import PostgresServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 TARGET = "orders-db"
 DEADLINE = 30.0
 

@@ -29,6 +29,8 @@ from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer, PostgresStandby
 from scripts.testservers.prometheus import PrometheusServer
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 PRIMARY, STANDBY = "orders-db", "orders-db-standby"
 STANDBY_NAME, SLOT = "replica1", "replica1_slot"
 JOB = "resilience-exporter"

@@ -25,6 +25,8 @@ from test_helm import CHART, KUBE_VERSION, container, one, render
 
 from scripts.testservers.base import wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 USER, PASSWORD = "prometheus", "probe-mode-pass-5c2"
 
 

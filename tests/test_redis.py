@@ -29,6 +29,7 @@ def probes_done(target: str, count: int = 2) -> Callable[[Exposition], bool]:
     return check
 
 
+@pytest.mark.slow
 def test_families_and_plausible_values(redis_server: RedisServer, workdir: Path) -> None:
     with redis_server.client() as client:
         client.set("resilience:present", "1")
@@ -131,6 +132,7 @@ def replicated() -> Iterator[tuple[RedisServer, RedisServer, SentinelServer]]:
             server.remove()
 
 
+@pytest.mark.slow
 def test_replica_and_sentinel(
     replicated: tuple[RedisServer, RedisServer, SentinelServer], workdir: Path
 ) -> None:
@@ -206,6 +208,7 @@ def own_redis() -> Iterator[RedisServer]:
         server.remove()
 
 
+@pytest.mark.slow
 def test_stopped_then_frozen_redis(own_redis: RedisServer, workdir: Path) -> None:
     config = f"""
 targets:
@@ -248,6 +251,7 @@ host: {{enabled: false}}
             exp.wait_for("up 1 after restart", up_is(1, name), timeout=30)
 
 
+@pytest.mark.slow
 def test_wrong_or_missing_password_is_auth_and_never_shown(
     redis_server: RedisServer, workdir: Path
 ) -> None:
@@ -296,6 +300,7 @@ def tls_redis() -> Iterator[RedisServer]:
         server.remove()
 
 
+@pytest.mark.slow
 def test_tls_verified_and_unverifiable(tls_redis: RedisServer, workdir: Path) -> None:
     config = f"""
 defaults: {{interval: 1s, timeout: 1s}}
@@ -329,6 +334,7 @@ def _target(text: str) -> TargetConfig:
     return parse(text, "test.yml", env={}).targets[0]
 
 
+@pytest.mark.slow
 async def test_close_then_open_reconnects(redis_server: RedisServer) -> None:
     """The runtime may close a probe (an open breaker) and open it again later."""
     target = _target(

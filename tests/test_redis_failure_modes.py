@@ -94,6 +94,7 @@ def debuggable() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.mark.slow
 def test_slowlog_latency_activity_and_errors_without_arguments(
     debuggable: RedisServer, workdir: Path
 ) -> None:
@@ -144,6 +145,7 @@ def test_slowlog_latency_activity_and_errors_without_arguments(
         assert "resilience:" not in m.text
 
 
+@pytest.mark.slow
 def test_a_refused_command_leaves_its_series_out_and_the_target_up(
     debuggable: RedisServer, workdir: Path
 ) -> None:
@@ -256,6 +258,7 @@ def caught_up(e: Exposition, primary: dict[str, str]) -> bool:
     return lag is not None and lag <= IN_FLIGHT_BYTES
 
 
+@pytest.mark.slow
 def test_replication_series_on_both_ends(replicated: Replicated) -> None:
     address = replica_address(replicated)
     primary = {"target": "primary", "replica": address}
@@ -278,6 +281,7 @@ def bgsave_done(client: redis.Redis) -> bool:
     return bool(client.info("persistence")["rdb_bgsave_in_progress"] == 0)
 
 
+@pytest.mark.slow
 def test_a_failed_bgsave_and_aof_rewrite_fire_and_a_good_one_resolves(
     replicated: Replicated,
 ) -> None:
@@ -338,6 +342,7 @@ def test_a_failed_bgsave_and_aof_rewrite_fire_and_a_good_one_resolves(
     wait_resolved(prometheus, "ResilienceRedisAofFailing", **t)
 
 
+@pytest.mark.slow
 def test_a_frozen_replica_falls_behind_and_catches_up(replicated: Replicated) -> None:
     """SIGSTOP on the replica and writes on the master: the master sees the replica's
     acknowledged offset stay behind by what was written (more than the backlog here)."""
@@ -370,6 +375,7 @@ def test_a_frozen_replica_falls_behind_and_catches_up(replicated: Replicated) ->
     wait_resolved(prometheus, "ResilienceRedisReplicaLagging", **lag)
 
 
+@pytest.mark.slow
 def test_a_hung_master_ages_the_link_then_drops_it(replicated: Replicated) -> None:
     """SIGSTOP on the master: the replica hears nothing (last I/O grows), drops the link
     after its repl-timeout (5 s here, so that probes every second see the last I/O age) and
@@ -412,6 +418,7 @@ def test_a_hung_master_ages_the_link_then_drops_it(replicated: Replicated) -> No
     wait_resolved(prometheus, "ResilienceRedisReplicationLinkDown", **t)
 
 
+@pytest.mark.slow
 def test_a_replica_that_never_reached_its_master_counts_from_its_start(workdir: Path) -> None:
     """Redis says master_link_down_since_seconds:-1 until the link has been up once."""
     with RedisServer() as nowhere:
@@ -478,6 +485,7 @@ def sentinel_target(name: str, sentinels: list[SentinelServer]) -> str:
     password: ${{REDIS_PW}}"""
 
 
+@pytest.mark.slow
 def test_sentinel_quorum_lost_fires_and_regained_resolves(watched: Watched, workdir: Path) -> None:
     first, second = watched.sentinels
     rules = rules_with_short_for(workdir, "ResilienceRedisSentinelNoQuorum")
@@ -521,6 +529,7 @@ def exporter_clients(server: RedisServer) -> int:
         return sum(1 for c in client.client_list() if c.get("name") == "resilience-exporter")
 
 
+@pytest.mark.slow
 def test_sentinel_failover_is_followed_without_a_stall(watched: Watched, workdir: Path) -> None:
     """SENTINEL FAILOVER promotes the replica: the target follows the new master, the
     exporter's pool to the old one is dropped, /metrics answers within a short timeout all
@@ -577,6 +586,7 @@ def test_sentinel_failover_is_followed_without_a_stall(watched: Watched, workdir
 
 
 # --- Redis Cluster -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_redis_cluster_state_and_a_failed_master(redis_server: RedisServer, workdir: Path) -> None:
     rules = rules_with_short_for(
         workdir, "ResilienceRedisClusterFailing", "ResilienceRedisClusterSlotsNotOk"

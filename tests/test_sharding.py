@@ -33,6 +33,7 @@ def fleet_config(dead_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_with_three_shards_every_target_is_probed_by_exactly_one(workdir: Path) -> None:
     config = fleet_config(free_port())
     probed: dict[int, set[str]] = {}
@@ -76,6 +77,7 @@ def postgres_targets(m: Exposition) -> set[str]:
     return {dict(k)["target"] for k in m.series("resilience_up", kind="postgres")}
 
 
+@pytest.mark.slow
 def test_config_check_lists_only_the_shards_targets(workdir: Path) -> None:
     config_path = workdir / "fleet.yml"
     config_path.write_text(fleet_config(free_port()))
@@ -92,6 +94,7 @@ def test_config_check_lists_only_the_shards_targets(workdir: Path) -> None:
     assert sorted(listed) == sorted(TARGET_NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -107,6 +110,7 @@ def test_invalid_shard_flags_exit_2_with_a_reason(args: list[str], message: str)
     assert message in result.stderr
 
 
+@pytest.mark.slow
 def test_invalid_shard_env_var_exits_2() -> None:
     result = run_exporter(["--config.check"], env={"RESILIENCE_EXPORTER_SHARD_COUNT": "-2"})
     assert result.returncode == 2

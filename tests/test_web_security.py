@@ -17,6 +17,8 @@ from exporter_process import ExporterProcess, Exposition, run_exporter
 
 from scripts.testservers.base import wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
+
 USER = "prometheus"
 PASSWORD = "Scrape-Pass-93jd"
 

@@ -153,6 +153,7 @@ def test_every_testdata_file_has_a_verdict() -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_exporter_exits_2_naming_the_file_for_a_refused_one(tmp_path: Path) -> None:
     path = TESTDATA / "web_config_headers_frame_options.bad.yml"
     result = subprocess.run(
@@ -258,6 +259,7 @@ def run_case(port: int, case: ToolkitCase) -> None:
         assert answers[0].cipher == OPENSSL_CIPHERS[case.actual_cipher]
 
 
+@pytest.mark.slow
 def test_the_served_certificate_verifies_against_the_ca_chain(tmp_path: Path) -> None:
     exporter = start_exporter(tmp_path, TESTDATA / "web_config_noAuth.good.yml")
     try:
@@ -284,6 +286,7 @@ RUNTIME_CASES = [c for c in CASES if not is_load_case(c)]
 RUNTIME_CONFIGS = sorted({c.config for c in RUNTIME_CASES})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", RUNTIME_CONFIGS, ids=lambda c: c or "no web config")
 def test_runtime_cases(config: str, tmp_path: Path) -> None:
     """One exporter per file; every case of the Go tables that uses the file."""
@@ -299,6 +302,7 @@ def test_runtime_cases(config: str, tmp_path: Path) -> None:
         exporter.stop()
 
 
+@pytest.mark.slow
 def test_reloading_swaps_a_blocking_config_for_a_good_one(tmp_path: Path) -> None:
     """exporter-toolkit's TestConfigReloading: the file is re-read (here on SIGHUP, there on
     every request) and a client without a certificate gets in once it no longer needs one."""
@@ -335,6 +339,7 @@ def users_exporter(tmp_path: Path) -> Iterator[ExporterProcess]:
     exporter.stop()
 
 
+@pytest.mark.slow
 def test_basic_auth_cache_under_concurrent_logins(users_exporter: ExporterProcess) -> None:
     port = users_exporter.port
     assert request(port, None, auth=("alice", "alice123")).status == 200
@@ -345,6 +350,7 @@ def test_basic_auth_cache_under_concurrent_logins(users_exporter: ExporterProces
     assert statuses == [200, 401] * 25
 
 
+@pytest.mark.slow
 def test_unknown_user_and_cache_poisoning_are_refused(users_exporter: ExporterProcess) -> None:
     port = users_exporter.port
     for _ in range(2):  # cold, then cached
@@ -356,6 +362,7 @@ def test_unknown_user_and_cache_poisoning_are_refused(users_exporter: ExporterPr
     assert request(port, None, auth=("alice", fake)).status == 401
 
 
+@pytest.mark.slow
 def test_configured_headers_are_sent(tmp_path: Path) -> None:
     """On every answer, as exporter-toolkit's handler wrapper does: the streamed /metrics
     (headers sent before the handler returns), plain pages, refusals and unknown paths."""
@@ -408,6 +415,7 @@ def test_empty_inline_cert_or_key_is_refused(tmp_path: Path, text: str, expected
     assert expected in error
 
 
+@pytest.mark.slow
 def test_inline_certificate_and_key(tmp_path: Path) -> None:
     web = write(
         tmp_path,
@@ -424,6 +432,7 @@ def test_inline_certificate_and_key(tmp_path: Path) -> None:
     assert "PRIVATE KEY" not in exporter.logs()
 
 
+@pytest.mark.slow
 def test_require_any_client_cert_with_an_inline_key(tmp_path: Path) -> None:
     web = write(
         tmp_path,
@@ -443,6 +452,7 @@ def test_require_any_client_cert_with_an_inline_key(tmp_path: Path) -> None:
         exporter.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("interval", "limited"), [("0", False), ('"1s"', True)])
 def test_rate_limit(tmp_path: Path, interval: str, limited: bool) -> None:
     web = write(tmp_path, "web.yml", f"rate_limit:\n  interval: {interval}\n  burst: 0\n")
@@ -454,6 +464,7 @@ def test_rate_limit(tmp_path: Path, interval: str, limited: bool) -> None:
     assert (429 in statuses) is limited, statuses
 
 
+@pytest.mark.slow
 def test_client_allowed_sans(tmp_path: Path) -> None:
     """The newer web_config_auth_client_san.{good,bad}.yaml: a client certificate with the
     DNS SANs one/test3/two is admitted by an allow-list naming test3, refused by one naming
