@@ -12,6 +12,8 @@ every breach and exits 1, or exits 0 (tests/test_check_layout.py runs it on the 
 - No two modules of the package with the same name, but for the kinds' packages under
   `probes/`, which mirror each other on purpose (`probes/postgres/probe.py`,
   `probes/redis/probe.py`).
+- No test module imports another: what tests share lives in a support module
+  (`tests/*_support.py`, `tests/exporter_process.py`, `tests/conftest.py`).
 - Every module the docs name exists: a `name.py`, `room/name.py` or
   `resilience_exporter.room.name` between backticks in README.md and docs/ (bench/results/
   holds dated lab notes and is left alone).
@@ -48,6 +50,7 @@ ROOMS = (
 # The loader asks the registry for the model of the kind a target names.
 UPWARD_IMPORTS = frozenset({("configuration.loader", "probing.registry")})
 _DOC_SKIP = ("bench/results/",)
+_TEST_IMPORT = re.compile(r"^\s*(?:from|import) (test_\w+)", re.M)
 _BACKTICKED = re.compile(r"`([^`\n]+)`")
 _PY_PATH = re.compile(r"(?<![\w/.<>-])([\w/.-]+\.py)\b")
 _DOTTED = re.compile(rf"\b({PACKAGE}(?:\.\w+)+)")
@@ -197,6 +200,13 @@ def name_collisions(modules: Mapping[str, str]) -> Iterator[str]:
             yield f"module name {name!r} used by {', '.join(sorted(paths))}"
 
 
+def tests_importing_tests(root: Path, files: Iterable[str]) -> Iterator[str]:
+    for name in files:
+        if name.startswith("tests/") and name.endswith(".py"):
+            for imported in _TEST_IMPORT.findall((root / name).read_text(encoding="utf-8")):
+                yield f"{name} imports the test module {imported}: share through a support module"
+
+
 def _doc_files(files: Iterable[str]) -> list[str]:
     return [
         name
@@ -250,7 +260,8 @@ def breaches(root: Path) -> list[str]:
     graph = import_graph(root, modules)
     found += [f"import cycle: {' ↔ '.join(c)}" for c in cycles(graph)]
     found += upward_imports(graph)
-    found += [*name_collisions(modules), *missing_doc_modules(root, files)]
+    found += [*name_collisions(modules), *tests_importing_tests(root, files)]
+    found += missing_doc_modules(root, files)
     return found
 
 

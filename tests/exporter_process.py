@@ -73,6 +73,16 @@ class Exposition:
         return {dict(k).get(label, "") for k in self.samples.get(name, {})}
 
 
+def probes_done(target: str, count: int = 2) -> Callable[[Exposition], bool]:
+    """At least `count` probes of `target` finished."""
+
+    def check(exp: Exposition) -> bool:
+        done = exp.value("resilience_probe_duration_seconds_count", target=target) or 0
+        return done >= count
+
+    return check
+
+
 def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Exposition], bool]:
     """A check for `wait_for`: `resilience_up` of `target` is `value` (and down for `reason`)."""
 

@@ -6,35 +6,26 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import promql_parser
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from rules_support import (
+    ROOT,
+    RULE_FILES,
+    alerts,
+    exported_names,
+    metric_names,
+    rules,
+    runbook_sections,
+)
 
 from alerts import generate
 from alerts.generate import RULES_SUFFIX, render, stale_files
 from alerts.thresholds import ALERTS_DIR, AlertRulesError, load_thresholds, runbook_anchor
-from resilience_exporter import metricsdoc
 
-ROOT = Path(__file__).resolve().parent.parent
-RULE_FILES = sorted(ALERTS_DIR.glob(f"*{RULES_SUFFIX}"))
 TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.test.yml"))
-RUNBOOKS = ROOT / "docs" / "runbooks.md"
-SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
-
-
-def rules() -> Iterator[dict[str, Any]]:
-    for path in RULE_FILES:
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            yield from group["rules"]
-
-
-def alerts() -> list[dict[str, Any]]:
-    return [rule for rule in rules() if "alert" in rule]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -126,34 +117,6 @@ def test_inhibitions_and_routes_name_real_alerts_and_labels() -> None:
     assert routed == {f'severity="{s}"' for s in ("critical", "warning", "info")}
 
 
-def exported_names() -> set[str]:
-    process = CollectorRegistry()
-    ProcessCollector(registry=process)
-    PlatformCollector(registry=process)
-    GCCollector(registry=process)
-    client_python = {sample.name for fam in process.collect() for sample in fam.samples}
-    names = set(client_python) | {"up"}
-    for fam in metricsdoc.load_catalog().values():
-        names.add(fam.name)
-        names.update(fam.name + suffix for suffix in SUFFIXES.get(fam.type, ()))
-    return names
-
-
-def metric_names(expr: str) -> set[str]:
-    names: set[str] = set()
-
-    def visit(node: promql_parser.Expr) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            if node.name:
-                names.add(node.name)
-            for m in node.matchers.matchers:
-                if m.name == "__name__":
-                    names.add(m.value)
-
-    promql_parser.walk(promql_parser.parse(expr), pre_visit=visit)
-    return names
-
-
 def test_metric_names_of_promql_are_found() -> None:
     found = metric_names(
         'a{x="1"} / on (t) max_over_time(b[5m:1m]) + rate(c_bucket[5m]) or {__name__="d"}'
@@ -190,12 +153,6 @@ def test_every_alert_is_complete() -> None:
         assert "{{ $labels." in annotations["description"], name
         assert re.search(r"\{\{ \$value \| humani[sz]e", annotations["description"]), name
         assert annotations["runbook_url"].endswith(f"docs/runbooks.md#{runbook_anchor(name)}")
-
-
-def runbook_sections() -> dict[str, str]:
-    text = RUNBOOKS.read_text()
-    parts = re.split(r"^## (\S+)\s*$", text, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def test_every_alert_has_a_runbook_entry() -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
+from chart_support import CHART, RELEASE, one, render, validate
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess
-from test_helm import CHART, RELEASE, one, render, validate
 
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer

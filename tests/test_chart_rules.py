@@ -16,7 +16,7 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
-from test_helm import CHART, one, render, validate
+from chart_support import CHART, one, render, validate
 
 from alerts import generate
 from alerts.thresholds import load_thresholds

@@ -124,6 +124,21 @@ def test_two_modules_with_one_name(tmp_path: Path) -> None:
     ]
 
 
+def test_a_test_module_importing_another(tmp_path: Path) -> None:
+    root = make_tree(
+        tmp_path,
+        {
+            "tests/test_helm.py": "def render() -> None: ...\n",
+            "tests/test_chart.py": "from test_helm import render\n",
+            "tests/chart_support.py": "",
+            "tests/test_rules.py": "from chart_support import render\n",
+        },
+    )
+    assert check_layout.breaches(root) == [
+        "tests/test_chart.py imports the test module test_helm: share through a support module"
+    ]
+
+
 def test_docs_naming_a_module_that_does_not_exist(tmp_path: Path) -> None:
     root = make_tree(
         tmp_path,

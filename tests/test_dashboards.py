@@ -12,7 +12,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
-from test_alerts import exported_names, metric_names, rules, runbook_sections
+from rules_support import exported_names, metric_names, rules, runbook_sections
 
 from alerts.thresholds import load_thresholds, runbook_anchor
 from grafana import generate, render_previews

@@ -19,9 +19,9 @@ from typing import Any
 import bcrypt
 import helm_python
 import pytest
+from chart_support import CHART, KUBE_VERSION, container, one, render
 from conftest import Pki
 from exporter_process import ExporterProcess
-from test_helm import CHART, KUBE_VERSION, container, one, render
 
 from scripts.testservers.base import wait_until
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER, REDIS_DEFAULT_PASSWORD, redis_acl_rights
-from exporter_process import ExporterProcess, Exposition, up_is
+from exporter_process import ExporterProcess, probes_done, up_is
 from tests_support import eventually
 
 from resilience_exporter.configuration.loader import embedded_default, parse
@@ -19,14 +19,6 @@ from resilience_exporter.probes.redis.probe import RedisProbe
 from scripts.testservers.redis import RedisServer, SentinelServer
 
 MAXMEMORY = 64 * 1024 * 1024
-
-
-def probes_done(target: str, count: int = 2) -> Callable[[Exposition], bool]:
-    def check(exp: Exposition) -> bool:
-        done = exp.value("resilience_probe_duration_seconds_count", target=target) or 0
-        return done >= count
-
-    return check
 
 
 @pytest.mark.slow

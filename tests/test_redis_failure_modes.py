@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import REDIS_ACL_PASSWORD, REDIS_DEFAULT_PASSWORD
-from exporter_process import ExporterProcess, Exposition, up_is
-from test_redis import probes_done
+from exporter_process import ExporterProcess, Exposition, probes_done, up_is
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
