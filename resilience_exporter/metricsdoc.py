@@ -8,7 +8,7 @@ from resilience_exporter.metrics import breaker_schema, pool_schema, process  # 
 from resilience_exporter.metrics.families import CATALOG, Family
 
 # Every module that declares families outside the probe kinds.
-from resilience_exporter.probing import circuit_breaker, runtime, sharding  # noqa: F401
+from resilience_exporter.probing import circuit_breaker, record, sharding  # noqa: F401
 from resilience_exporter.probing.registry import all_kinds
 from resilience_exporter.web import service  # noqa: F401
 

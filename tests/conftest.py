@@ -21,7 +21,7 @@ from scripts.testservers.redis import RedisServer
 # the package's own tests alone (--package-only), on the lowest releases its ranges allow.
 TOOLING_MODULES = frozenset({
     "test_alerts.py", "test_bench.py", "test_chart_probe_fleet.py", "test_chart_rules.py",
-    "test_dashboards.py", "test_dashboards_e2e.py", "test_helm.py", "test_probes.py",
+    "test_dashboards.py", "test_dashboards_e2e.py", "test_helm.py", "test_chart_kubelet_probes.py",
 })  # fmt: skip
 
 
@@ -68,6 +68,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One PostgreSQL for the tests that only read from it; fault tests start their own."""
+    with PostgresServer() as server:
+        server.create_role(MONITOR_USER, MONITOR_PASSWORD)
+        yield server
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, to stop, freeze or restart; removed afterwards."""
     with PostgresServer() as server:
         server.create_role(MONITOR_USER, MONITOR_PASSWORD)
         yield server

@@ -33,7 +33,7 @@ PROMETHEUS_ACCEPT = (
 PROMETHEUS_HEADERS = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
 
 
-class Exposition:
+class Scrape:
     """Parsed samples of one scrape: `value(name, **labels)` finds one sample. OpenMetrics
     is read with client_python's strict OpenMetrics parser, which rejects what is invalid."""
 
@@ -73,20 +73,20 @@ class Exposition:
         return {dict(k).get(label, "") for k in self.samples.get(name, {})}
 
 
-def probes_done(target: str, count: int = 2) -> Callable[[Exposition], bool]:
+def probes_done(target: str, count: int = 2) -> Callable[[Scrape], bool]:
     """At least `count` probes of `target` finished."""
 
-    def check(exp: Exposition) -> bool:
+    def check(exp: Scrape) -> bool:
         done = exp.value("resilience_probe_duration_seconds_count", target=target) or 0
         return done >= count
 
     return check
 
 
-def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Exposition], bool]:
+def up_is(value: float, target: str, reason: str | None = None) -> Callable[[Scrape], bool]:
     """A check for `wait_for`: `resilience_up` of `target` is `value` (and down for `reason`)."""
 
-    def check(exp: Exposition) -> bool:
+    def check(exp: Scrape) -> bool:
         if exp.value("resilience_up", target=target) != value:
             return False
         return reason is None or exp.failed_because(target, reason)
@@ -185,7 +185,7 @@ class ExporterProcess:
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode(), dict(err.headers)
 
-    def scrape(self, timeout: float = 5.0) -> Exposition:
+    def scrape(self, timeout: float = 5.0) -> Scrape:
         """/metrics as Prometheus asks for it: OpenMetrics, gzip."""
         request = urllib.request.Request(self.url + "/metrics", headers=PROMETHEUS_HEADERS)
         with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as answer:
@@ -193,7 +193,7 @@ class ExporterProcess:
             assert answer.headers["Content-Encoding"] == "gzip"
             assert answer.headers["Content-Type"].startswith("application/openmetrics-text")
             text = gzip.decompress(answer.read()).decode()
-        return Exposition(text, openmetrics=True)
+        return Scrape(text, openmetrics=True)
 
     def text_format(self) -> str:
         """/metrics in the text format 0.0.4: what `promtool check metrics` reads."""
@@ -202,11 +202,9 @@ class ExporterProcess:
         assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return body
 
-    def wait_for(
-        self, what: str, check: Callable[[Exposition], bool], timeout: float
-    ) -> Exposition:
+    def wait_for(self, what: str, check: Callable[[Scrape], bool], timeout: float) -> Scrape:
         """Scrape until `check(exposition)` is true; return that exposition."""
-        latest: list[Exposition] = []
+        latest: list[Scrape] = []
 
         def ok() -> bool:
             latest[:] = [self.scrape()]
@@ -269,7 +267,7 @@ targets:
 """
 
 
-def read_by_http_target(workdir: Path, *, name: str, url: str) -> Exposition:
+def read_by_http_target(workdir: Path, *, name: str, url: str) -> Scrape:
     """What an exporter shows once its `kind: http` target `name` has read `url`."""
     with ExporterProcess(workdir, config=http_target_config(name, url)) as exporter:
         return exporter.wait_for(
@@ -279,7 +277,7 @@ def read_by_http_target(workdir: Path, *, name: str, url: str) -> Exposition:
         )
 
 
-def application_series(exp: Exposition, source: str) -> dict[str, dict[LabelSet, float]]:
+def application_series(exp: Scrape, source: str) -> dict[str, dict[LabelSet, float]]:
     """The breaker and pool series of one application."""
     return {
         name: {k: v for k, v in series.items() if ("source", source) in k}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exporter_process import Exposition
+from exporter_process import Scrape
 
 import resilience_exporter.probes
 from resilience_exporter import metricsdoc
@@ -104,10 +104,10 @@ def config(message: str) -> str:
     """)
 
 
-def probed(message: str) -> Exposition:
+def probed(message: str) -> Scrape:
     (target,) = loader.parse(config(message), "echo.yml").targets
     snapshot = asyncio.run(on_demand.probe_once(target))
-    return Exposition(render_lines(Format.TEXT, snapshot.lines).decode())
+    return Scrape(render_lines(Format.TEXT, snapshot.lines).decode())
 
 
 def test_an_unknown_kind_is_refused_by_name() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,6 @@ host: {{enabled: false}}
 """
 
 
-@pytest.fixture
-def postgres_to_stop() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-        server.create_role(MONITOR_USER, MONITOR_PASSWORD)
-        yield server
-    finally:
-        server.remove()
-
-
 def target_down_alerts(receiver: WebhookReceiver, status: str) -> list[tuple[str, dict[str, Any]]]:
     """(receiver path, alert) of each ResilienceTargetDown of TARGET notified with `status`."""
     found = []
@@ -68,9 +56,9 @@ def target_down_alerts(receiver: WebhookReceiver, status: str) -> list[tuple[str
 
 
 def test_postgres_stop_pages_and_start_resolves(
-    postgres_to_stop: PostgresServer, workdir: Path
+    own_postgres: PostgresServer, workdir: Path
 ) -> None:
-    pg = postgres_to_stop
+    pg = own_postgres
     # The shipped rules, rendered through the threshold mechanism with a short `for:` so the
     # test need not wait the production 2 minutes.
     thresholds = load_thresholds(overrides={"alerts": {"ResilienceTargetDown": {"for": "2s"}}})

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from exporter_process import Exposition
+from exporter_process import Scrape
 
 from resilience_exporter.configuration import loader
 from resilience_exporter.configuration.targets import BreakerConfig, TargetConfig
@@ -16,7 +16,7 @@ from resilience_exporter.metrics.encoding import Format, render_lines
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import SnapshotStore
 from resilience_exporter.probing.circuit_breaker import CircuitBreaker
-from resilience_exporter.probing.runtime import TargetRunner
+from resilience_exporter.probing.runner import TargetRunner
 from resilience_exporter.reasons import Failure
 
 REFUSED = Failure("refused", "connection refused")
@@ -343,7 +343,7 @@ async def test_the_runner_makes_no_probe_call_while_open_and_reopens_clients_for
     assert snapshot.up is True
     assert snapshot.breaker == "closed"
     assert probe.calls == {"open": 2, "probe": 3, "close": 1}, "reopened for the trial"
-    exported = Exposition(render_lines(Format.TEXT, snapshot.lines).decode())
+    exported = Scrape(render_lines(Format.TEXT, snapshot.lines).decode())
     assert exported.has("resilience_breaker_state")
     errors = {
         dict(labels)["reason"]: value

@@ -4,18 +4,18 @@ breaker is open the exporter makes no connection attempt at all."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
+from exporter_process import ExporterProcess, Scrape, promtool_check_metrics
 
 from resilience_exporter.configuration.loader import parse as parse_config
 from resilience_exporter.metrics.families import HistogramValue, Sample, SummaryValue
 from resilience_exporter.metrics.pool_schema import POOL_ACQUIRE, POOL_CONNECT, POOL_ERRORS
 from resilience_exporter.probes.postgres import PostgresProbe, PostgresTarget
-from scripts.testservers.base import free_port
+from scripts.testservers.base import free_port, wait_until
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.tcpproxy import CountingProxy
 
@@ -40,11 +40,11 @@ host: {{enabled: false}}
 """
 
 
-def state_is(state: str) -> Callable[[Exposition], bool]:
+def state_is(state: str) -> Callable[[Scrape], bool]:
     return lambda e: e.value("resilience_breaker_state", **BREAKER, state=state) == 1
 
 
-def transitions(e: Exposition, from_state: str, to_state: str) -> float:
+def transitions(e: Scrape, from_state: str, to_state: str) -> float:
     value = e.value(
         "resilience_breaker_transitions_total", **BREAKER, from_state=from_state, to_state=to_state
     )
@@ -52,43 +52,26 @@ def transitions(e: Exposition, from_state: str, to_state: str) -> float:
     return value
 
 
-def calls(e: Exposition, outcome: str) -> float:
+def calls(e: Scrape, outcome: str) -> float:
     value = e.value("resilience_breaker_calls_total", **BREAKER, outcome=outcome)
     assert value is not None
     return value
 
 
-def openings(e: Exposition) -> float:
+def openings(e: Scrape) -> float:
     return transitions(e, "closed", "open") + transitions(e, "half_open", "open")
 
 
-def rejecting(e: Exposition) -> bool:
+def rejecting(e: Scrape) -> bool:
     """Open, and this snapshot is a rejected call: the probe's pool closed an interval ago."""
     return state_is("open")(e) and e.has("resilience_up", target=TARGET, reason="breaker_open")
 
 
-def poll(deadline: float, what: str) -> None:
-    if time.monotonic() > deadline:
-        raise AssertionError(f"gave up waiting for {what}")
-    time.sleep(0.1)
-
-
-@pytest.fixture
-def stoppable_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-        server.create_role(MONITOR_USER, MONITOR_PASSWORD)
-        yield server
-    finally:
-        server.remove()
-
-
 @pytest.mark.slow
 def test_open_breaker_makes_no_connection_attempts_then_recovers(
-    stoppable_postgres: PostgresServer, workdir: Path
+    own_postgres: PostgresServer, workdir: Path
 ) -> None:
-    pg = stoppable_postgres
+    pg = own_postgres
     breaker = "{consecutive_failures: 3, backoff_base: 2s, backoff_cap: 4s, half_open_successes: 2}"
     with (
         CountingProxy(upstream_port=pg.port) as proxy,
@@ -114,12 +97,14 @@ def test_open_breaker_makes_no_connection_attempts_then_recovers(
         # before publishing that) and ends before the published next attempt; together the
         # windows must span 3 rejected ticks.
         rejected_in_windows = 0.0
-        deadline = time.monotonic() + 120
-        while rejected_in_windows < 3:
-            poll(deadline, f"open windows spanning 3 rejected calls ({rejected_in_windows})")
+        last = m
+
+        def watched_a_window() -> bool:
+            """Watch one window if the breaker is open now; true once 3 ticks are spanned."""
+            nonlocal rejected_in_windows, last
             a = exp.scrape()
             if not state_is("open")(a):
-                continue
+                return False
             next_attempt = a.value("resilience_breaker_next_attempt_timestamp_seconds", **BREAKER)
             assert next_attempt is not None
             assert next_attempt > 0
@@ -135,6 +120,9 @@ def test_open_breaker_makes_no_connection_attempts_then_recovers(
                 last = b
                 time.sleep(0.1)
             rejected_in_windows += calls(last, "rejected") - calls(a, "rejected")
+            return rejected_in_windows >= 3
+
+        wait_until(watched_a_window, timeout=120, what="open windows spanning 3 rejected calls")
 
         # After the back-off: half-open, one trial with a bounded number of connections.
         trials_before = transitions(last, "open", "half_open")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Exposition, run_exporter
+from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Scrape, run_exporter
 
 import resilience_exporter
 from scripts.testservers.postgres import PostgresServer
@@ -72,7 +72,7 @@ def test_env_vars_set_flags_and_database_url_adds_a_target(
 
         def database_up() -> bool:
             status, body, _ = exp.get("/custom")
-            return status == 200 and Exposition(body).value("resilience_up", target="database") == 1
+            return status == 200 and Scrape(body).value("resilience_up", target="database") == 1
 
         from scripts.testservers.base import wait_until
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from exporter_process import Exposition
+from exporter_process import Scrape
 from tests_support import http_get
 
 from scripts.testservers.base import free_port, wait_until
@@ -47,11 +47,11 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
         url = match.group(1)
 
         def all_up() -> bool:
-            exp = Exposition(http_get(url))
+            exp = Scrape(http_get(url))
             return all(exp.value("resilience_up", target=t) == 1 for t in DEMO_TARGETS)
 
         wait_until(all_up, timeout=60, what="the demo's targets to be up")
-        exp = Exposition(http_get(url))
+        exp = Scrape(http_get(url))
         assert exp.has("resilience_postgres_connections")
         assert exp.has("resilience_host_memory_total_bytes")
         assert exp.value("resilience_pgbouncer_database_up", database="postgres") == 1
@@ -67,7 +67,7 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
             assert "fallback" in http_get(f"{app.group(1)}/flaky?fail=1")
 
         def leaked_and_open() -> bool:
-            exp = Exposition(http_get(url))
+            exp = Scrape(http_get(url))
             return (
                 exp.value("resilience_pool_long_held_connections", pool="orders-db", **shop) == 1
                 and exp.value("resilience_breaker_state", breaker="payments", state="open", **shop)
@@ -75,13 +75,13 @@ def test_demo_serves_postgres_and_host_metrics() -> None:
             )
 
         wait_until(leaked_and_open, timeout=60, what="the leak and the open breaker to show")
-        exp = Exposition(http_get(url))
+        exp = Scrape(http_get(url))
         assert exp.value("resilience_breaker_fallbacks_total", breaker="payments", **shop) == 3
         assert exp.value("resilience_pool_connections", pool="cache", state="idle", **shop) == 0
         http_get(f"{app.group(1)}/release")
         wait_until(
             lambda: (
-                Exposition(http_get(url)).value(
+                Scrape(http_get(url)).value(
                     "resilience_pool_long_held_connections", pool="orders-db", **shop
                 )
                 == 0

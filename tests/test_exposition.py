@@ -27,7 +27,7 @@ from resilience_exporter.metrics.families import (
     with_constant_labels,
 )
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
-from resilience_exporter.probing.runtime import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP
+from resilience_exporter.probing.record import LAST_SUCCESS, PROBE_DURATION, PROBE_ERRORS, UP
 from resilience_exporter.probing.sharding import SHARD
 from resilience_exporter.reasons import Failure
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition, up_is
+from exporter_process import ExporterProcess, Scrape, up_is
 
 from scripts.testservers.base import free_port
 from scripts.testservers.postgres import PostgresServer
@@ -34,11 +34,11 @@ targets:
 """
 
 
-def down_with(reason: str) -> Callable[[Exposition], bool]:
+def down_with(reason: str) -> Callable[[Scrape], bool]:
     return up_is(0, "db", reason)
 
 
-def up() -> Callable[[Exposition], bool]:
+def up() -> Callable[[Scrape], bool]:
     return up_is(1, "db")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
-from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
+from exporter_process import ExporterProcess, Scrape, promtool_check_metrics
 from http_app import BackgroundApp
 
 from resilience_exporter.configuration.loader import parse
@@ -258,11 +258,11 @@ targets:
 """
 
 
-def probed_twice(targets: list[str]) -> Callable[[Exposition], bool]:
+def probed_twice(targets: list[str]) -> Callable[[Scrape], bool]:
     """Each target probed twice, or probed and then held back by its open breaker (a
     persistent failure such as a wrong token opens it at once)."""
 
-    def settled(exp: Exposition, target: str) -> bool:
+    def settled(exp: Scrape, target: str) -> bool:
         probes = exp.value("resilience_probe_duration_seconds_count", target=target) or 0
         held = exp.value(
             "resilience_breaker_state", breaker=target, source="exporter", state="open"
@@ -278,7 +278,7 @@ TARGETS = [
 ]  # fmt: skip
 
 
-Scraped = tuple[Exposition, str, str, str]
+Scraped = tuple[Scrape, str, str, str]
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +303,7 @@ def scraped(
         yield m, landing, exporter.logs(), text_format
 
 
-def up(m: Exposition, target: str) -> tuple[float | None, str]:
+def up(m: Scrape, target: str) -> tuple[float | None, str]:
     """`resilience_up` and the real reason: the breaker's last error while it is open."""
     series = m.series("resilience_up", target=target)
     assert len(series) == 1, series

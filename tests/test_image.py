@@ -19,7 +19,7 @@ import bcrypt
 import pytest
 import trustme
 import yaml
-from exporter_process import Exposition
+from exporter_process import Scrape
 
 import resilience_exporter
 from scripts import image
@@ -164,7 +164,7 @@ def test_runs_non_root_read_only_and_serves(
         assert status == 200
         assert headers["Content-Type"].startswith("application/openmetrics-text")
         assert headers.get("Content-Encoding") == "gzip"
-        exposition = Exposition(gzip.decompress(body).decode().replace("# EOF\n", ""))
+        exposition = Scrape(gzip.decompress(body).decode().replace("# EOF\n", ""))
         assert exposition.has(
             "resilience_exporter_build_info", version=resilience_exporter.__version__
         )

@@ -24,7 +24,7 @@ import redis
 import redis.asyncio
 from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import Exposition, application_series, read_by_http_target
+from exporter_process import Scrape, application_series, read_by_http_target
 from fastapi import FastAPI
 from http_app import BackgroundApp, BackgroundASGI
 from prometheus_client import CollectorRegistry, generate_latest
@@ -264,7 +264,7 @@ def test_collector_produces_the_shared_families() -> None:
         breaker.call(fail)
     registry = CollectorRegistry()
     health.register(registry)
-    m = Exposition(generate_latest(registry).decode())
+    m = Scrape(generate_latest(registry).decode())
     b = {"breaker": "payments", "source": "checkout"}
     assert m.value("resilience_breaker_state", **b, state="open") == 1
     assert m.value("resilience_breaker_calls_total", **b, outcome="failure") == 1
@@ -418,13 +418,13 @@ def test_round_trip_through_the_exporter_matches_the_collector(
                 scraped = read_by_http_target(
                     workdir, name="checkout", url=f"{app.url}/health/resilience"
                 )
-                local = Exposition(generate_latest(registry).decode())
+                local = Scrape(generate_latest(registry).decode())
         finally:
             pool.putconn(held)
             rpool.release(redis_held)
             rpool.disconnect()
 
-    def shared(exp: Exposition) -> dict[str, dict[Any, float]]:
+    def shared(exp: Scrape) -> dict[str, dict[Any, float]]:
         return application_series(exp, "checkout")
 
     assert shared(scraped) == shared(local)

@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import (
     ExporterProcess,
-    Exposition,
+    Scrape,
     application_series,
     http_target_config,
     read_by_http_target,
@@ -346,7 +346,7 @@ def test_round_trip_of_tracked_pools_and_breakers(postgres: PostgresServer, work
         with BackgroundASGI(app) as served:
             url = f"{served.url}/health/resilience"
             scraped = read_by_http_target(workdir, name="shop", url=url)
-            local = Exposition(generate_latest(registry).decode())
+            local = Scrape(generate_latest(registry).decode())
     finally:
         engine.dispose()
     assert application_series(scraped, "shop") == application_series(local, "shop")

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 from conftest import REDIS_DEFAULT_PASSWORD
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Scrape
 
 from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.encoding import Format, render_lines
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
 from resilience_exporter.probes.redis.probe import RedisProbe
-from resilience_exporter.probing.runtime import TargetRunner
+from resilience_exporter.probing.runner import TargetRunner
 from resilience_exporter.reasons import Failure
 from scripts.testservers.redis import RedisServer
 
@@ -99,8 +99,8 @@ def runner_for(redis_server: RedisServer) -> TargetRunner:
     return TargetRunner(target, SnapshotStore())
 
 
-def exported(snapshot: Snapshot) -> Exposition:
-    return Exposition(render_lines(Format.TEXT, snapshot.lines).decode())
+def exported(snapshot: Snapshot) -> Scrape:
+    return Scrape(render_lines(Format.TEXT, snapshot.lines).decode())
 
 
 async def test_a_defect_in_the_probe_is_internal_and_never_opens_the_breaker(

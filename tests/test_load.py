@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Exposition
+from exporter_process import PROMETHEUS_HEADERS, ExporterProcess, Scrape
 
 from scripts.testservers.postgres import PostgresServer
 
@@ -98,7 +98,7 @@ def test_burst_of_scrapes_with_slow_clients_stalls_nothing(
         statuses = asyncio.run(burst(exp.url + "/metrics", CONCURRENT_SCRAPES))
         assert statuses == [200] * CONCURRENT_SCRAPES
         # Other scrapes are still served while the slow clients hold their connections ...
-        assert Exposition(exp.get("/metrics", timeout=5)[1]).has("resilience_up")
+        assert Scrape(exp.get("/metrics", timeout=5)[1]).has("resilience_up")
         # ... and the probes kept running through it all.
         exp.wait_for(
             "probes to keep running",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Scrape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +66,7 @@ def probe(exp: ExporterProcess, **params: str) -> tuple[int, str]:
 def test_configured_target_by_name(probe_exporter: ExporterProcess) -> None:
     status, body = probe(probe_exporter, target="orders-db")
     assert status == 200, body
-    m = Exposition(body)
+    m = Scrape(body)
     assert m.value("resilience_up", target="orders-db") == 1
     assert m.has("resilience_postgres_max_connections", target="orders-db")
     assert not m.has("resilience_host_memory_total_bytes"), "only that target's families"
@@ -79,7 +79,7 @@ def test_allowed_address_through_a_module(
     address = f"127.0.0.1:{postgres.port}"
     status, body = probe(probe_exporter, target=address, module="pg")
     assert status == 200, body
-    m = Exposition(body)
+    m = Scrape(body)
     assert m.value("resilience_up", target=address) == 1
     assert MONITOR_PASSWORD not in body
 
@@ -91,7 +91,7 @@ def test_module_with_its_own_breaker_settings_answers_a_dead_address(
     for configured targets only), and the first failure tripping it answered 500."""
     status, body = probe(probe_exporter, target="127.0.0.1:1", module="pg_trips_at_once")
     assert status == 200, body
-    m = Exposition(body)
+    m = Scrape(body)
     assert m.value("resilience_up", target="127.0.0.1:1", reason="refused") == 0
 
 
@@ -106,7 +106,7 @@ def test_scrape_timeout_header_shortens_the_probe(
         timeout=5,
     )
     assert status == 200
-    assert Exposition(body).has("resilience_up", reason="timeout")
+    assert Scrape(body).has("resilience_up", reason="timeout")
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Scrape
 from http_app import BackgroundApp
 from node_service import NODE_APP, NodeService, node_binary, npm_ci
 
@@ -113,7 +113,7 @@ targets:
 
 
 # --- pools --------------------------------------------------------------------------------
-def exported_pool(exp: Exposition, pool: str) -> dict[str, float | None]:
+def exported_pool(exp: Scrape, pool: str) -> dict[str, float | None]:
     labels = {"pool": pool, "source": SOURCE}
     return {
         "in_use": exp.value("resilience_pool_connections", **labels, state="in_use"),
@@ -220,12 +220,12 @@ def fire(service: NodeService, breaker: str = "payments") -> tuple[Any, str]:
 OPOSSUM_STATES = (("closed", "closed"), ("open", "open"), ("half_open", "halfOpen"))
 
 
-def window_calls(exp: Exposition, breaker: str) -> dict[str, float | None]:
+def window_calls(exp: Scrape, breaker: str) -> dict[str, float | None]:
     labels = {"breaker": breaker, "source": SOURCE}
     return {o: exp.value("resilience_breaker_window_calls", **labels, outcome=o) for o in OUTCOMES}
 
 
-def state_is(breaker: str, state: str) -> Callable[[Exposition], bool]:
+def state_is(breaker: str, state: str) -> Callable[[Scrape], bool]:
     labels = {"breaker": breaker, "source": SOURCE}
     return lambda exp: exp.value("resilience_breaker_state", **labels, state=state) == 1
 

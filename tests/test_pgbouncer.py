@@ -114,19 +114,12 @@ def test_wrong_password_is_auth_and_never_shown(pgbouncer: PgBouncerServer, work
 
 
 @pytest.fixture
-def bouncer_with_own_postgres() -> Iterator[tuple[PostgresServer, PgBouncerServer]]:
-    pg = PostgresServer()
-    bouncer: PgBouncerServer | None = None
-    try:
-        pg.start()
-        pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
-        bouncer = PgBouncerServer(pg, users=[(MONITOR_USER, MONITOR_PASSWORD)])
-        bouncer.start()
-        yield pg, bouncer
-    finally:
-        if bouncer is not None:
-            bouncer.remove()
-        pg.remove()
+def bouncer_with_own_postgres(
+    own_postgres: PostgresServer,
+) -> Iterator[tuple[PostgresServer, PgBouncerServer]]:
+    """A PgBouncer in front of the test's own PostgreSQL, both removed afterwards."""
+    with PgBouncerServer(own_postgres, users=[(MONITOR_USER, MONITOR_PASSWORD)]) as bouncer:
+        yield own_postgres, bouncer
 
 
 class WaitingClient:

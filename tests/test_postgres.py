@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition, promtool_check_metrics, up_is
+from exporter_process import ExporterProcess, Scrape, promtool_check_metrics, up_is
 
 from scripts.testservers.base import wait_until
 from scripts.testservers.postgres import PostgresServer
@@ -90,7 +90,7 @@ def test_pool_never_exceeds_its_max(postgres: PostgresServer, workdir: Path) -> 
     config = pg_config(postgres, max_size=1, name="capped")
     with ExporterProcess(workdir, config=config, env={"PGPW": MONITOR_PASSWORD}) as exp:
 
-        def probed(times: int) -> Callable[[Exposition], bool]:
+        def probed(times: int) -> Callable[[Scrape], bool]:
             return lambda e: (
                 (e.value("resilience_probe_duration_seconds_count", target="capped") or 0) >= times
             )
@@ -133,14 +133,6 @@ targets:
         exp.stop()
         for text in (m.text, landing, exp.logs()):
             assert secret not in text
-
-
-@pytest.fixture
-def own_postgres() -> PostgresServer:
-    server = PostgresServer()
-    server.start()
-    server.create_role(MONITOR_USER, MONITOR_PASSWORD)
-    return server
 
 
 def test_stopped_server_goes_down_and_recovers(own_postgres: PostgresServer, workdir: Path) -> None:

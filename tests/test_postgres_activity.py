@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition
+from exporter_process import ExporterProcess, Scrape
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
@@ -62,8 +62,8 @@ def update(table: str, row: int) -> sql.Composed:
     )
 
 
-def gauge(name: str, **labels: str) -> Callable[[Exposition], float]:
-    def read(e: Exposition) -> float:
+def gauge(name: str, **labels: str) -> Callable[[Scrape], float]:
+    def read(e: Scrape) -> float:
         return e.value(name, **labels) or 0.0
 
     return read

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from credentials import MONITOR_PASSWORD, MONITOR_USER
-from exporter_process import ExporterProcess, Exposition, promtool_check_metrics
+from exporter_process import ExporterProcess, Scrape, promtool_check_metrics
 from psycopg import sql
 from psycopg.rows import dict_row
 from tests_support import Repeating, wait_cleared, wait_firing
@@ -139,7 +139,7 @@ def replayed(standby: PostgresServer, lsn: str) -> bool:
     return bool(done)
 
 
-def caught_up(e: Exposition) -> bool:
+def caught_up(e: Scrape) -> bool:
     return (
         e.value("resilience_postgres_replay_lag_bytes", target=STANDBY) == 0
         and e.value("resilience_postgres_replay_lag_seconds", target=STANDBY) == 0
@@ -240,7 +240,7 @@ def test_paused_replay_raises_the_lag_and_fires_the_lag_alerts_then_clears(
                 timeout=DEADLINE,
             )
 
-            def rose(e: Exposition) -> bool:
+            def rose(e: Scrape) -> bool:
                 """Both ends see the lag, in bytes and in seconds, above where it was."""
                 replay = standby_labels(stage="replay")
                 return all(
@@ -310,7 +310,7 @@ def test_a_stopped_standby_leaves_its_slot_inactive_retaining_wal(
         retained = before.value("resilience_postgres_replication_slot_retained_wal_bytes", **slot)
         assert retained is not None
 
-        def grown(e: Exposition) -> bool:
+        def grown(e: Scrape) -> bool:
             # Each round fills and switches a WAL segment the slot must keep.
             primary.execute("INSERT INTO orders (note) SELECT 'bulk' FROM generate_series(1, 2000)")
             primary.execute("SELECT pg_switch_wal()")

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import REDIS_ACL_PASSWORD, REDIS_DEFAULT_PASSWORD
-from exporter_process import ExporterProcess, Exposition, probes_done, up_is
+from exporter_process import ExporterProcess, Scrape, probes_done, up_is
+from tests_support import wait_firing, wait_resolved
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
@@ -43,33 +44,6 @@ def rules_with_short_for(workdir: Path, *alerts: str) -> list[Path]:
     """The shipped rules, with `for: 1s` for `alerts` so that a test need not wait minutes."""
     thresholds = load_thresholds(overrides={"alerts": {a: {"for": "1s"} for a in alerts}})
     return write_rules(workdir / "rules", render(thresholds))
-
-
-def firing(prometheus: PrometheusServer, alert: str, **labels: str) -> bool:
-    return any(
-        a["labels"].get("alertname") == alert
-        and a["state"] == "firing"
-        and all(a["labels"].get(k) == v for k, v in labels.items())
-        for a in prometheus.alerts()
-    )
-
-
-def wait_firing(prometheus: PrometheusServer, alert: str, **labels: str) -> None:
-    wait_until(
-        lambda: firing(prometheus, alert, **labels),
-        timeout=60,
-        interval=0.5,
-        what=f"{alert} {labels} firing in Prometheus",
-    )
-
-
-def wait_resolved(prometheus: PrometheusServer, alert: str, **labels: str) -> None:
-    wait_until(
-        lambda: not firing(prometheus, alert, **labels),
-        timeout=60,
-        interval=0.5,
-        what=f"{alert} {labels} no longer firing in Prometheus",
-    )
 
 
 def redis_target(name: str, server: RedisServer, extra: str = "") -> str:
@@ -252,7 +226,7 @@ def replica_address(stack: Replicated) -> str:
     return f"127.0.0.1:{stack.replica.port}"
 
 
-def caught_up(e: Exposition, primary: dict[str, str]) -> bool:
+def caught_up(e: Scrape, primary: dict[str, str]) -> bool:
     lag = e.value("resilience_redis_replica_offset_lag_bytes", **primary)
     return lag is not None and lag <= IN_FLIGHT_BYTES
 
@@ -320,8 +294,8 @@ def test_a_failed_bgsave_and_aof_rewrite_fire_and_a_good_one_resolves(
                 ),
                 timeout=20,
             )
-            wait_firing(prometheus, "ResilienceRedisRdbSaveFailing", **t)
-            wait_firing(prometheus, "ResilienceRedisAofFailing", **t)
+            wait_firing(prometheus, "ResilienceRedisRdbSaveFailing", timeout=60, **t)
+            wait_firing(prometheus, "ResilienceRedisAofFailing", timeout=60, **t)
         finally:
             admin.config_set("dir", writable)
         admin.bgsave()
@@ -337,8 +311,8 @@ def test_a_failed_bgsave_and_aof_rewrite_fire_and_a_good_one_resolves(
     )
     assert m.value("resilience_redis_rdb_changes_since_last_save", **t) == 0
     assert (m.value("resilience_redis_latest_fork_duration_seconds", **t) or 0) > 0
-    wait_resolved(prometheus, "ResilienceRedisRdbSaveFailing", **t)
-    wait_resolved(prometheus, "ResilienceRedisAofFailing", **t)
+    wait_resolved(prometheus, "ResilienceRedisRdbSaveFailing", timeout=60, **t)
+    wait_resolved(prometheus, "ResilienceRedisAofFailing", timeout=60, **t)
 
 
 @pytest.mark.slow
@@ -363,7 +337,7 @@ def test_a_frozen_replica_falls_behind_and_catches_up(replicated: Replicated) ->
             lambda e: (e.value("resilience_redis_replica_ack_age_seconds", **lag) or 0) >= 2,
             timeout=20,
         )
-        wait_firing(prometheus, "ResilienceRedisReplicaLagging", **lag)
+        wait_firing(prometheus, "ResilienceRedisReplicaLagging", timeout=60, **lag)
     finally:
         replicated.replica.thaw()
     exporter.wait_for(
@@ -371,7 +345,7 @@ def test_a_frozen_replica_falls_behind_and_catches_up(replicated: Replicated) ->
         lambda e: caught_up(e, lag),
         timeout=30,
     )
-    wait_resolved(prometheus, "ResilienceRedisReplicaLagging", **lag)
+    wait_resolved(prometheus, "ResilienceRedisReplicaLagging", timeout=60, **lag)
 
 
 @pytest.mark.slow
@@ -402,7 +376,7 @@ def test_a_hung_master_ages_the_link_then_drops_it(replicated: Replicated) -> No
             ),
             timeout=20,
         )
-        wait_firing(prometheus, "ResilienceRedisReplicationLinkDown", **t)
+        wait_firing(prometheus, "ResilienceRedisReplicationLinkDown", timeout=60, **t)
         assert up_is(0, "primary", "timeout")(exporter.scrape())
     finally:
         replicated.master.thaw()
@@ -414,7 +388,7 @@ def test_a_hung_master_ages_the_link_then_drops_it(replicated: Replicated) -> No
         ),
         timeout=60,
     )
-    wait_resolved(prometheus, "ResilienceRedisReplicationLinkDown", **t)
+    wait_resolved(prometheus, "ResilienceRedisReplicationLinkDown", timeout=60, **t)
 
 
 @pytest.mark.slow
@@ -513,14 +487,14 @@ def test_sentinel_quorum_lost_fires_and_regained_resolves(watched: Watched, work
         # The master is still there and probed: only failing over is impossible.
         assert m.value("resilience_up", **t) == 1
         assert m.value("resilience_redis_sentinel_known_sentinels", **t) == 2
-        wait_firing(prom, "ResilienceRedisSentinelNoQuorum", **t)
+        wait_firing(prom, "ResilienceRedisSentinelNoQuorum", timeout=60, **t)
         second.start()
         exp.wait_for(
             "quorum reachable again",
             lambda e: e.value("resilience_redis_sentinel_quorum_reachable", **t) == 1,
             timeout=60,
         )
-        wait_resolved(prom, "ResilienceRedisSentinelNoQuorum", **t)
+        wait_resolved(prom, "ResilienceRedisSentinelNoQuorum", timeout=60, **t)
 
 
 def exporter_clients(server: RedisServer) -> int:
@@ -555,7 +529,7 @@ def test_sentinel_failover_is_followed_without_a_stall(watched: Watched, workdir
         with redis.Redis(host="127.0.0.1", port=watched.sentinels[0].port, socket_timeout=5) as s:
             assert s.execute_command("SENTINEL", "FAILOVER", watched.sentinels[0].service)
         probes_before = exp.scrape().value("resilience_probe_duration_seconds_count", **t) or 0
-        scrapes: list[Exposition] = []
+        scrapes: list[Scrape] = []
 
         def followed() -> bool:
             # A scrape never waits on a target: a client timeout well under the probe's.
@@ -645,8 +619,8 @@ def test_redis_cluster_state_and_a_failed_master(redis_server: RedisServer, work
             assert m.value("resilience_redis_cluster_slots", **t, state="ok") == 16384 - 5461
             assert m.value("resilience_redis_cluster_known_nodes", **t) == 3
             assert m.value("resilience_up", **t) == 1
-            wait_firing(prom, "ResilienceRedisClusterFailing", **t)
-            wait_firing(prom, "ResilienceRedisClusterSlotsNotOk", **t)
+            wait_firing(prom, "ResilienceRedisClusterFailing", timeout=60, **t)
+            wait_firing(prom, "ResilienceRedisClusterSlotsNotOk", timeout=60, **t)
 
             third.start()
             exp.wait_for(
@@ -657,8 +631,8 @@ def test_redis_cluster_state_and_a_failed_master(redis_server: RedisServer, work
                 ),
                 timeout=60,
             )
-            wait_resolved(prom, "ResilienceRedisClusterFailing", **t)
-            wait_resolved(prom, "ResilienceRedisClusterSlotsNotOk", **t)
+            wait_resolved(prom, "ResilienceRedisClusterFailing", timeout=60, **t)
+            wait_resolved(prom, "ResilienceRedisClusterSlotsNotOk", timeout=60, **t)
 
 
 def test_cluster_true_with_sentinel_is_refused() -> None:

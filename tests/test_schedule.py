@@ -13,7 +13,7 @@ import pytest
 from resilience_exporter.configuration import loader
 from resilience_exporter.metrics.families import Sample
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
-from resilience_exporter.probing.runtime import TargetRunner, next_slot
+from resilience_exporter.probing.runner import TargetRunner, next_slot
 from resilience_exporter.reasons import Failure
 
 INTERVAL = 0.1
@@ -107,7 +107,7 @@ async def test_rounds_never_overlap_and_go_on_after_hung_probes() -> None:
     finally:
         await runner.stop()
     assert probe.most_in_flight == 1
-    assert runner.errors["timeout"] == 2, "the hung calls, given up at the timeout"
+    assert runner.record.errors["timeout"] == 2, "the hung calls, given up at the timeout"
 
 
 async def test_a_defect_in_a_round_is_published_and_the_schedule_goes_on(

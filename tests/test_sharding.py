@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from exporter_process import ExporterProcess, Exposition, run_exporter
+from exporter_process import ExporterProcess, Scrape, run_exporter
 
 from resilience_exporter.probing.sharding import Shard, ShardError, owner
 from scripts.testservers.base import free_port, wait_until
@@ -73,7 +73,7 @@ def is_ready(exp: ExporterProcess) -> bool:
     return exp.get("/-/ready")[0] == 200
 
 
-def postgres_targets(m: Exposition) -> set[str]:
+def postgres_targets(m: Scrape) -> set[str]:
     return {dict(k)["target"] for k in m.series("resilience_up", kind="postgres")}
 
 

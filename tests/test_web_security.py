@@ -13,7 +13,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 from conftest import Pki
-from exporter_process import ExporterProcess, Exposition, run_exporter
+from exporter_process import ExporterProcess, Scrape, run_exporter
 
 from scripts.testservers.base import wait_until
 
@@ -90,7 +90,7 @@ def test_tls_and_basic_auth(tls_exporter: ExporterProcess, pki: Pki, hashed: str
     status, body, headers = fetch(base + "/metrics", context=ctx, auth=(USER, PASSWORD))
     assert status == 200
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert Exposition(body).has("resilience_exporter_build_info")
+    assert Scrape(body).has("resilience_exporter_build_info")
     assert fetch(base + "/", context=ctx)[0] == 401
     assert fetch(base + "/-/healthy", context=ctx)[0] == 200, "health stays open for probes"
     # Plain HTTP to a TLS port gets no answer that a scraper could mistake for metrics.

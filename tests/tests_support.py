@@ -75,6 +75,16 @@ def wait_firing(prometheus: PrometheusServer, *names: str, timeout: float, **lab
     )
 
 
+def wait_resolved(prometheus: PrometheusServer, *names: str, timeout: float, **labels: str) -> None:
+    """Until no alert of `names` with `labels` fires in Prometheus."""
+    wait_until(
+        lambda: not any("firing" in alert_states(prometheus, n, **labels) for n in names),
+        timeout=timeout,
+        interval=0.5,
+        what=f"{', '.join(names)} {labels} no longer firing in Prometheus",
+    )
+
+
 def wait_cleared(prometheus: PrometheusServer, *names: str, timeout: float) -> None:
     """Until no alert of `names` is pending or firing in Prometheus."""
     wait_until(

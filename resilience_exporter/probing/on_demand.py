@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from resilience_exporter.configuration.loader import Config
 from resilience_exporter.configuration.targets import TargetConfig
 from resilience_exporter.metrics.snapshots import Snapshot, SnapshotStore
-from resilience_exporter.probing.runtime import TargetRunner
+from resilience_exporter.probing.runner import TargetRunner
 
 # host:port, host a DNS name, an IPv4 address or a bracketed IPv6 address. Nothing else can
 # reach a DSN or URL template: no '/', '@', '?', spaces or quotes.
