@@ -16,10 +16,10 @@ FLOOR := .venv-floor
 LATEST := .venv-latest
 # uv never downloads a Python here: the machine's interpreters are the ones tested.
 export UV_PYTHON_DOWNLOADS := never
-# The package's tests with the chart's, the rules', the dashboards' and the bench's left out
-# (tests/conftest.py): those test the tools around the package, which `make test` runs with
-# the lock.
-PACKAGE_TESTS := --package-only --ignore=tests/test_image.py
+# The package's tests with tests/tooling/ left out (tests/conftest.py): those test the tools
+# around the package (chart, rules, dashboards, bench, image), which `make test` runs with the
+# lock.
+PACKAGE_TESTS := --package-only
 
 .PHONY: install uv lock lock-upgrade lock-check servers peers image-tools lint typecheck test \
 	test-fast \
@@ -63,7 +63,7 @@ servers:
 image-tools:
 	bash scripts/install-image-tools.sh
 
-# The peer exporters the benchmark compares with (tests/test_bench.py runs them too).
+# The peer exporters the benchmark compares with (tests/tooling/test_bench.py runs them too).
 peers:
 	PYTHON=$(PYTHON) bash bench/install-peers.sh
 
@@ -78,13 +78,13 @@ typecheck: install
 # Everything: the lock checked, lint and types, the whole suite with the locked set, the
 # package's tests with the floors (test-floor), the image.
 test: install servers peers lock-check lint typecheck
-	$(PY) -m pytest --ignore=tests/test_image.py
+	$(PY) -m pytest --ignore=tests/tooling/test_image.py
 	$(MAKE) test-floor
 	$(MAKE) image-test
 
 # The inner loop: the tests that start no server, tool or exporter process (not marked slow).
 test-fast: install
-	$(PY) -m pytest -q --fast --ignore=tests/test_image.py
+	$(PY) -m pytest -q --fast --ignore=tests/tooling/test_image.py
 
 # The lowest release of every dependency pyproject.toml declares (requirements/floor.txt), on
 # the oldest Python it supports: mypy on the package and the package's tests.
@@ -113,7 +113,7 @@ test-latest: $(UV) servers peers
 	$(LATEST)/bin/python -c 'import sys; print("test-latest: Python", sys.version.split()[0])'
 	$(UV) pip list --python $(LATEST)/bin/python
 	$(LATEST)/bin/mypy
-	$(LATEST)/bin/python -m pytest --ignore=tests/test_image.py
+	$(LATEST)/bin/python -m pytest --ignore=tests/tooling/test_image.py
 
 # The image from the Dockerfile, built with podman on a Debian base made by mmdebstrap, saved
 # as dist/resilience-exporter-<version>.oci.tar (`podman load -i` it, or push it with skopeo).
@@ -123,7 +123,7 @@ image: install image-tools
 # Builds the image and smoke-tests it: non-root, read-only root filesystem, a config and a web
 # config mounted, /metrics and /-/ready answered (a few minutes: the base is made afresh).
 image-test: install image-tools
-	$(PY) -m pytest -q tests/test_image.py
+	$(PY) -m pytest -q tests/tooling/test_image.py
 
 demo: install servers
 	$(PY) -m scripts.demo
@@ -162,10 +162,10 @@ dashboards: install
 # Renders grafana/previews/*.png from a live stack (PostgreSQL, an application, the exporter,
 # Prometheus): runs the end-to-end dashboard test with previews enabled.
 previews: install servers
-	RESILIENCE_DASHBOARD_PREVIEWS=grafana/previews $(PY) -m pytest -q tests/test_dashboards_e2e.py
+	RESILIENCE_DASHBOARD_PREVIEWS=grafana/previews $(PY) -m pytest -q tests/tooling/test_dashboards_e2e.py
 
 # Copies alerts/*.rules.yml and grafana/dashboards/*.json into the Helm chart (Helm cannot read
-# outside the chart directory); tests/test_helm.py fails when the copies drift.
+# outside the chart directory); tests/tooling/test_helm.py fails when the copies drift.
 chart-assets: install
 	$(PY) -m scripts.sync_chart_assets
 

@@ -13,7 +13,7 @@ The Helm chart gets the same rules in template form (`render(chart=True)`): ever
 `for:`, the runbook base URL and the exporter's job stay `${...}` placeholders, which the
 chart's templates/prometheusrule.yaml fills from files/alerts/thresholds.yml (a copy of the
 defaults) and the `prometheusRule` values. With default values the chart renders exactly
-alerts/*.rules.yml (tests/test_chart_rules.py), so the chart and the files never disagree.
+alerts/*.rules.yml (tests/tooling/test_chart_rules.py), so the chart and the files never disagree.
 """
 
 from __future__ import annotations

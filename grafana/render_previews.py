@@ -8,7 +8,8 @@ as text. It reads the generated JSON, so it shows exactly what the dashboards qu
     python3 -m grafana.render_previews --prometheus http://127.0.0.1:9090 \\
         --job resilience-exporter --out grafana/previews
 
-`make previews` renders them from the end-to-end test's stack (tests/test_dashboards_e2e.py).
+`make previews` renders them from the end-to-end test's stack
+(tests/tooling/test_dashboards_e2e.py).
 """
 
 from __future__ import annotations

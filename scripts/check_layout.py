@@ -1,5 +1,5 @@
 """The layout rules of docs/architecture.md, checked: `python -m scripts.check_layout` prints
-every breach and exits 1, or exits 0 (tests/test_check_layout.py runs it on the repository).
+every breach and exits 1, or exits 0 (tests/tooling/test_check_layout.py runs it on the repository).
 
 - No Python file over `MAX_FILE_LINES` lines (the tests join once they are split: see
   `TESTS_OVER_THE_LIMIT`).
@@ -34,12 +34,12 @@ MAX_FUNCTION_LINES = 80
 # Test modules still over the limit, to be split by what they test; the list only shrinks.
 TESTS_OVER_THE_LIMIT = frozenset(
     {
-        "tests/test_helm.py",
-        "tests/test_http_probe.py",
-        "tests/test_node_preset.py",
-        "tests/test_pgbouncer.py",
-        "tests/test_redis_failure_modes.py",
-        "tests/test_web_toolkit.py",
+        "tests/tooling/test_helm.py",
+        "tests/probes/test_http.py",
+        "tests/scenarios/test_node_preset.py",
+        "tests/probes/test_pgbouncer.py",
+        "tests/scenarios/test_redis_failure_modes.py",
+        "tests/web/test_web_toolkit.py",
     }
 )
 # The package's rooms and top-level modules, lowest first (docs/architecture.md).

@@ -3,7 +3,7 @@
 # for the Node.js service of tests/node_app.
 # Idempotent: installs only what is missing. Nothing is started here.
 # golang-github-prometheus-exporter-toolkit-dev: exporter-toolkit's source with its web/testdata
-# and test tables, which tests/test_web_toolkit.py runs against the exporter (no Go needed).
+# and test tables, which tests/web/test_web_toolkit.py runs against the exporter (no Go needed).
 set -euo pipefail
 packages=(postgresql redis-server pgbouncer prometheus prometheus-alertmanager openssl
   golang-github-prometheus-exporter-toolkit-dev)

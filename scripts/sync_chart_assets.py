@@ -3,7 +3,7 @@
 `grafana/dashboards/*.json` are the single source of truth. Helm can only read files inside the
 chart directory, so the chart carries byte-for-byte copies under
 `helm/resilience-exporter/files/`; this script makes them (and removes copies whose source is
-gone). `--check` changes nothing and exits 1 listing the drift; tests/test_helm.py runs the
+gone). `--check` changes nothing and exits 1 listing the drift; tests/tooling/test_helm.py runs the
 same check, so a dashboard edited without `make chart-assets` fails the tests. `make
 dashboards` runs it after rendering. (The alert rules reach the chart from their generator,
 `python -m alerts.generate`, in the template form the chart fills from its values.)

@@ -16,19 +16,20 @@ from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.redis import RedisServer
 
-# The tests of the tools around the package (the Helm chart, the alert rules, the dashboards,
-# the bench) rather than of the package: they need the whole dev group. `make test-floor` runs
-# the package's own tests alone (--package-only), on the lowest releases its ranges allow.
-TOOLING_MODULES = frozenset({
-    "test_alerts.py", "test_bench.py", "test_chart_probe_fleet.py", "test_chart_rules.py",
-    "test_dashboards.py", "test_dashboards_e2e.py", "test_helm.py", "test_chart_kubelet_probes.py",
-})  # fmt: skip
+# The tests mirror the package: a folder per room (configuration/, probing/, metrics/, web/,
+# probes/, classify/, instrument/), scenarios/ for the suites that run real servers end to
+# end, and tooling/ for the tools around the package (the chart, the alert rules, the
+# dashboards, the bench, the lock, the image, the layout check), which need the whole dev
+# group: `make test-floor` runs the package's own tests alone (--package-only), on the lowest
+# releases its ranges allow.
+TESTS = Path(__file__).resolve().parent
+TOOLING = TESTS / "tooling"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--package-only", action="store_true", help="leave out the tests of the chart, rules, "
-        "dashboards and bench (tests/conftest.py TOOLING_MODULES)",
+        "--package-only", action="store_true", help="leave out the tests of the tools around "
+        "the package (tests/tooling/)",
     )  # fmt: skip
     parser.addoption(
         "--fast", action="store_true", help="only the tests marked neither slow nor by a "
@@ -60,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if config.getoption("package_only") and collection_path.name in TOOLING_MODULES:
+    if config.getoption("package_only") and collection_path.is_relative_to(TOOLING):
         return True
     return None  # pytest's own rules decide
 

@@ -1,7 +1,7 @@
 """`--web.config.file`: TLS, basic auth, response headers and rate limiting, in the
 exporter-toolkit format shared by Prometheus and its exporters, so existing files just work.
 
-Every file exporter-toolkit accepts is accepted, with its meaning (tests/test_web_toolkit.py
+Every file exporter-toolkit accepts is accepted, with its meaning (tests/web/test_web_toolkit.py
 runs its own test data); the differences are listed in docs/security.md: the file is re-read on
 reload (SIGHUP, POST /-/reload) rather than on every request, `http2` is accepted and ignored
 (aiohttp serves HTTP/1.1), and a client certificate whose SAN is not allowed gets 403 on every

@@ -17,7 +17,7 @@ from rules_support import exported_names, metric_names, rules, runbook_sections
 from alerts.thresholds import load_thresholds, runbook_anchor
 from grafana import generate, render_previews
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_FILES = sorted(generate.DASHBOARDS_DIR.glob("*.json"))
 # What the dashboards are known by: bookmarks and links use these, so they must not change.
 STABLE_UIDS = {

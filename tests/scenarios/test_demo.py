@@ -16,7 +16,7 @@ from scripts.testservers.base import free_port, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server or the exporter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_TARGETS = ("demo-postgres", "demo-pgbouncer", "demo-redis", "host")
 
 

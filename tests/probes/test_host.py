@@ -33,7 +33,7 @@ def probe_in_own_netns(settings: dict[str, str]) -> list[tuple[str, dict[str, st
     result = subprocess.run(
         ["unshare", "--net", sys.executable, "-c", PROBE_ONCE, json.dumps(settings)],
         capture_output=True, text=True, timeout=60, check=False,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return [(name, labels, value) for name, labels, value in json.loads(result.stdout)]

@@ -37,7 +37,7 @@ ORDERS_MAX, WORKERS_MAX, WORKERS_MIN = 3, 2, 1
 RESET_TIMEOUT_SECONDS = 15
 QUICK_WINDOW_SECONDS = 4
 ALERT = "ResilienceApplicationBreakerOpen"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "application-health.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "application-health.md"
 
 
 class Dependency:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scripts import check_layout
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_tree(root: Path, files: dict[str, str]) -> Path:
@@ -128,7 +128,7 @@ def test_a_test_module_importing_another(tmp_path: Path) -> None:
     root = make_tree(
         tmp_path,
         {
-            "tests/test_helm.py": "def render() -> None: ...\n",
+            "tests/tooling/test_helm.py": "def render() -> None: ...\n",
             "tests/test_chart.py": "from test_helm import render\n",
             "tests/chart_support.py": "",
             "tests/test_rules.py": "from chart_support import render\n",

@@ -104,7 +104,7 @@ def test_the_documented_acl_is_the_one_the_tests_use() -> None:
     right the probe uses; conftest's ACL user is made from the same list."""
     rights = " ".join(redis_acl_rights())
     for doc in ("docs/redis-pgbouncer.md", "docs/security.md"):
-        text = (Path(__file__).resolve().parent.parent / doc).read_text()
+        text = (Path(__file__).resolve().parents[2] / doc).read_text()
         found = re.findall(r"ACL SETUSER monitor on >\S+ -@all ([^`\n]+)", text)
         assert found == [rights], (doc, found)
 

@@ -402,7 +402,7 @@ def test_dashboard_configmaps_hold_every_dashboard(fixture_repo: Path) -> None:
 
 def test_sync_reports_and_repairs_drift(fixture_repo: Path) -> None:
     """The dashboards are copied; the alert rules reach the chart from their generator
-    (tests/test_chart_rules.py)."""
+    (tests/tooling/test_chart_rules.py)."""
     copies = fixture_repo / sync_chart_assets.CHART_FILES
     assert {str(d) for d in sync_chart_assets.drift(fixture_repo)} == {
         f"{copies.relative_to(fixture_repo)}/dashboards/fixture-overview.json: missing",

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from resilience_exporter import metricsdoc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_metrics_reference_is_generated_from_the_code() -> None:
