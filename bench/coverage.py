@@ -183,6 +183,48 @@ def table(
     return [*lines, ""]
 
 
+def postgres_peers(
+    stack: contextlib.ExitStack, workdir: Path, primary: PostgresServer, standby: PostgresServer
+) -> dict[str, harness.Measured]:
+    """postgres_exporter on each server, as Debian configures it and with its example
+    queries.yaml."""
+    binary = harness.binary("prometheus-postgres-exporter", "prometheus-postgres-exporter")
+    peers: dict[str, harness.Measured] = {}
+    for name, server, extra in (
+        ("postgres_exporter primary", primary, []),
+        ("postgres_exporter standby", standby, []),
+        ("+ example queries.yaml primary", primary, [f"--extend.query-path={EXAMPLE_QUERIES}"]),
+        ("+ example queries.yaml standby", standby, [f"--extend.query-path={EXAMPLE_QUERIES}"]),
+    ):
+        port = free_port()
+        peers[name] = harness.start_process(
+            name.replace(" ", "-"),
+            [binary, f"--web.listen-address=127.0.0.1:{port}", *extra],
+            replaces="postgres", port=port, workdir=workdir,
+            env={"DATA_SOURCE_NAME": server.dsn(USER, PASSWORD)},
+        )  # fmt: skip
+        stack.callback(peers[name].process.stop)
+    return peers
+
+
+def pgbouncer_peer(
+    stack: contextlib.ExitStack, workdir: Path, bouncer: PgBouncerServer
+) -> harness.Measured:
+    port = free_port()
+    config = workdir / "pgbouncer-exporter.yml"
+    config.write_text(
+        f"exporter_host: 127.0.0.1\nexporter_port: {port}\npgbouncers:\n"
+        f"  - dsn: {bouncer.dsn(USER, PASSWORD)}\n"
+    )
+    peer = harness.start_process(
+        "pgbouncer_exporter",
+        [str(harness.PEERS_VENV / "bin" / "pgbouncer-exporter"), f"--config={config}"],
+        replaces="pgbouncer", port=port, workdir=workdir,
+    )  # fmt: skip
+    stack.callback(peer.process.stop)
+    return peer
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="coverage-"))
     env = {"PW": PASSWORD}
@@ -198,34 +240,8 @@ def main() -> int:
         )  # fmt: skip
         exporter = harness.ours(workdir, our_config(primary, standby, bouncer), env)
         stack.callback(exporter.process.stop)
-        binary = harness.binary("prometheus-postgres-exporter", "prometheus-postgres-exporter")
-        peers: dict[str, harness.Measured] = {}
-        for name, server, extra in (
-            ("postgres_exporter primary", primary, []),
-            ("postgres_exporter standby", standby, []),
-            ("+ example queries.yaml primary", primary, [f"--extend.query-path={EXAMPLE_QUERIES}"]),
-            ("+ example queries.yaml standby", standby, [f"--extend.query-path={EXAMPLE_QUERIES}"]),
-        ):
-            port = free_port()
-            peers[name] = harness.start_process(
-                name.replace(" ", "-"),
-                [binary, f"--web.listen-address=127.0.0.1:{port}", *extra],
-                replaces="postgres", port=port, workdir=workdir,
-                env={"DATA_SOURCE_NAME": server.dsn(USER, PASSWORD)},
-            )  # fmt: skip
-            stack.callback(peers[name].process.stop)
-        port = free_port()
-        config = workdir / "pgbouncer-exporter.yml"
-        config.write_text(
-            f"exporter_host: 127.0.0.1\nexporter_port: {port}\npgbouncers:\n"
-            f"  - dsn: {bouncer.dsn(USER, PASSWORD)}\n"
-        )
-        bouncer_peer = harness.start_process(
-            "pgbouncer_exporter",
-            [str(harness.PEERS_VENV / "bin" / "pgbouncer-exporter"), f"--config={config}"],
-            replaces="pgbouncer", port=port, workdir=workdir,
-        )  # fmt: skip
-        stack.callback(bouncer_peer.process.stop)
+        peers = postgres_peers(stack, workdir, primary, standby)
+        bouncer_peer = pgbouncer_peer(stack, workdir, bouncer)
         harness.wait_ready(exporter, timeout=60)
         release = threading.Event()
         stack.callback(release.set)
@@ -233,7 +249,7 @@ def main() -> int:
         with incident(primary, standby):
             scraped = {name: families(p) for name, p in peers.items()}
             ours = families(exporter)
-            pgbouncer_peer = families(bouncer_peer)
+            bouncer_scraped = families(bouncer_peer)
         # Idle primary, caught-up standby: how each reads the standby's replay lag.
         idle = idle_replay_lag(primary, standby, peers["+ example queries.yaml standby"], exporter)
         pg_peers = {
@@ -251,7 +267,7 @@ def main() -> int:
             *table(
                 "PgBouncer",
                 PGBOUNCER,
-                {"prometheus-pgbouncer-exporter (PyPI)": pgbouncer_peer},
+                {"prometheus-pgbouncer-exporter (PyPI)": bouncer_scraped},
                 ours,
             ),
             "## An idle primary",
@@ -261,7 +277,7 @@ def main() -> int:
             "## Values during the incident",
             "",
             *incident_values(
-                {**scraped, "prometheus-pgbouncer-exporter": pgbouncer_peer, "ours": ours}
+                {**scraped, "prometheus-pgbouncer-exporter": bouncer_scraped, "ours": ours}
             ),
         ]
     sys.stdout.write("\n".join(report) + "\n")

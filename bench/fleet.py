@@ -168,9 +168,11 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _measure(
-    options: Options, exporters: Sequence[Measured], prometheus: PrometheusServer
-) -> dict[str, Any]:
+def _watch(
+    options: Options, exporters: Sequence[Measured]
+) -> tuple[dict[str, Sampled], float, float]:
+    """Over the measured window: each exporter's RSS and CPU every `sample_every` seconds,
+    and the extra client's scrapes, round robin; returns the samples and the window."""
     sampled = {e.name: Sampled() for e in exporters}
     start = time.time()
     deadline = start + options.minutes * 60
@@ -193,7 +195,33 @@ def _measure(
                 exporter.errors += 1
             next_scrape += 1 / options.extra_scrape_rate
         time.sleep(max(0.0, min(next_sample, next_scrape) - time.time()))
-    end = time.time()
+    return sampled, start, time.time()
+
+
+def _per_exporter(
+    exporters: Sequence[Measured], sampled: dict[str, Sampled]
+) -> dict[str, dict[str, Any]]:
+    per_exporter: dict[str, dict[str, Any]] = {}
+    for e in exporters:
+        s = sampled[e.name]
+        cores = (s.cpu_seconds[-1] - s.cpu_seconds[0]) / max(s.times[-1] - s.times[0], 1e-9)
+        per_exporter[e.name] = {
+            "cores": cores,
+            "rss_bytes_start": s.rss_bytes[0],
+            "rss_bytes_end": s.rss_bytes[-1],
+            "rss_bytes_max": max(s.rss_bytes),
+            "extra_scrapes": len(e.latencies),
+            "extra_scrape_errors": e.errors,
+            **(harness.latency_summary(e.latencies) if e.latencies else {}),
+            "series": s.__dict__,
+        }
+    return per_exporter
+
+
+def _measure(
+    options: Options, exporters: Sequence[Measured], prometheus: PrometheusServer
+) -> dict[str, Any]:
+    sampled, start, end = _watch(options, exporters)
     step = options.interval
     scrape_durations = prometheus.query_range(
         f'scrape_duration_seconds{{job="{JOB}"}}', start=start, end=end, step=step
@@ -216,20 +244,7 @@ def _measure(
         )
     )
     timeout = min(5.0, options.interval)
-    per_exporter: dict[str, dict[str, Any]] = {}
-    for e in exporters:
-        s = sampled[e.name]
-        cores = (s.cpu_seconds[-1] - s.cpu_seconds[0]) / max(s.times[-1] - s.times[0], 1e-9)
-        per_exporter[e.name] = {
-            "cores": cores,
-            "rss_bytes_start": s.rss_bytes[0],
-            "rss_bytes_end": s.rss_bytes[-1],
-            "rss_bytes_max": max(s.rss_bytes),
-            "extra_scrapes": len(e.latencies),
-            "extra_scrape_errors": e.errors,
-            **(harness.latency_summary(e.latencies) if e.latencies else {}),
-            "series": s.__dict__,
-        }
+    per_exporter = _per_exporter(exporters, sampled)
     total_cores = sum(r["cores"] for r in per_exporter.values())
     total_rss = sum(r["rss_bytes_end"] for r in per_exporter.values())
     all_latencies = [latency for e in exporters for latency in e.latencies]

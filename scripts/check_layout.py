@@ -3,7 +3,8 @@ every breach and exits 1, or exits 0 (tests/tooling/test_check_layout.py runs it
 
 - No Python file over `MAX_FILE_LINES` lines (the tests join once they are split: see
   `TESTS_OVER_THE_LIMIT`).
-- No function of the package over `MAX_FUNCTION_LINES` lines.
+- No function over `MAX_FUNCTION_LINES` lines, but in tests and the dashboards' rows
+  (`LONG_FUNCTIONS_ALLOWED`).
 - No import cycle between the package's modules. Every import counts, inside functions and
   under `TYPE_CHECKING` too, and importing `a.b.c` imports the packages `a.b` above it (for a
   module outside them).
@@ -42,6 +43,8 @@ TESTS_OVER_THE_LIMIT = frozenset(
         "tests/web/test_web_toolkit.py",
     }
 )
+# A test tells one story; a dashboard's row is a declaration, a list of panels.
+LONG_FUNCTIONS_ALLOWED = ("tests/", "grafana/boards/")
 # The package's rooms and top-level modules, lowest first (docs/architecture.md).
 ROOMS = (
     "reasons", "classify", "configuration", "metrics", "instrument", "probing", "probes", "web",
@@ -76,8 +79,10 @@ def long_files(root: Path, files: Iterable[str]) -> Iterator[str]:
             yield f"{name}: {lines} lines (at most {MAX_FILE_LINES})"
 
 
-def long_functions(root: Path, modules: Mapping[str, str]) -> Iterator[str]:
-    for path in modules.values():
+def long_functions(root: Path, files: Iterable[str]) -> Iterator[str]:
+    for path in files:
+        if not path.endswith(".py") or path.startswith(LONG_FUNCTIONS_ALLOWED):
+            continue
         tree = ast.parse((root / path).read_text(encoding="utf-8"), path)
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -256,7 +261,7 @@ def _defines(path: Path, name: str) -> bool:
 def breaches(root: Path) -> list[str]:
     files = tracked_files(root)
     modules = package_modules(files)
-    found = [*long_files(root, files), *long_functions(root, modules)]
+    found = [*long_files(root, files), *long_functions(root, files)]
     graph = import_graph(root, modules)
     found += [f"import cycle: {' ↔ '.join(c)}" for c in cycles(graph)]
     found += upward_imports(graph)

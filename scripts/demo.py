@@ -147,7 +147,7 @@ def application_help(app_url: str, metrics_url: str, prometheus_url: str, leak: 
 """
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--exit-after",
@@ -165,7 +165,34 @@ def main() -> int:
         help="how long the demo application's connections may be held before they count as "
         "long-held",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def start_exporter(config_path: Path, port: int) -> ServerProcess:
+    exporter = ServerProcess(
+        "resilience-exporter",
+        [
+            sys.executable,
+            "-m",
+            "resilience_exporter",
+            f"--config.file={config_path}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log_path=DEMO_DIR / "exporter.log",
+    )
+    os.environ["DEMO_PG_PASSWORD"] = MONITOR_PASSWORD
+    os.environ["DEMO_REDIS_PASSWORD"] = REDIS_PASSWORD
+    exporter.start()
+    try:
+        wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
+    except BaseException:
+        exporter.stop(signal.SIGTERM)
+        raise
+    return exporter
+
+
+def main() -> int:
+    args = parse_args()
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -192,22 +219,8 @@ def main() -> int:
         config_path.write_text(demo_config(pg, bouncer, cache, int(app_url.rsplit(":", 1)[1])))
 
         port = args.port if not port_open(args.port) else free_port()
-        exporter = ServerProcess(
-            "resilience-exporter",
-            [
-                sys.executable,
-                "-m",
-                "resilience_exporter",
-                f"--config.file={config_path}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            log_path=DEMO_DIR / "exporter.log",
-        )
-        os.environ["DEMO_PG_PASSWORD"] = MONITOR_PASSWORD
-        os.environ["DEMO_REDIS_PASSWORD"] = REDIS_PASSWORD
-        exporter.start()
+        exporter = start_exporter(config_path, port)
         started.append(exporter)
-        wait_until(lambda: port_open(port), timeout=30, what="the exporter to listen")
         print("starting Prometheus and Alertmanager ...", flush=True)
         prometheus_url, alerting = start_alerting(port, cleanups)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
