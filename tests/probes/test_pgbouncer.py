@@ -3,7 +3,6 @@ exporter; and the full exposition with every kind configured."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,33 +11,15 @@ import pytest
 from conftest import REDIS_ACL_PASSWORD, REDIS_ACL_USER
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, promtool_check_metrics, up_is
-from tests_support import eventually, wait_firing
+from pgbouncer_support import WaitingClient, bouncer_config
+from tests_support import eventually
 
-from alerts.generate import render, write_rules
-from alerts.thresholds import load_thresholds
 from resilience_exporter.configuration.loader import parse
 from resilience_exporter.configuration.yamlfile import ConfigError
 from resilience_exporter.probes.pgbouncer import PgBouncerProbe, PgBouncerTarget
 from scripts.testservers.pgbouncer import PgBouncerServer
 from scripts.testservers.postgres import PostgresServer
-from scripts.testservers.prometheus import PrometheusServer
 from scripts.testservers.redis import RedisServer
-
-
-def bouncer_config(
-    bouncer: PgBouncerServer, *, name: str = "bouncer", password: str = "${PGB_PW}"
-) -> str:
-    return f"""
-defaults: {{interval: 2s, timeout: 2s}}
-targets:
-  - name: {name}
-    kind: pgbouncer
-    dsn: postgresql://{MONITOR_USER}@127.0.0.1:{bouncer.port}/pgbouncer
-    password: {password}
-    check_databases: [postgres]
-    labels: {{team: platform}}
-host: {{enabled: false}}
-"""
 
 
 @pytest.mark.slow
@@ -122,35 +103,6 @@ def bouncer_with_own_postgres(
         yield own_postgres, bouncer
 
 
-class WaitingClient:
-    """A client of the database behind PgBouncer, running `SELECT 1` until told to stop: while
-    the database is down, PgBouncer holds it waiting for a server connection."""
-
-    def __init__(self, bouncer: PgBouncerServer) -> None:
-        self.dsn = bouncer.dsn(MONITOR_USER, MONITOR_PASSWORD, "postgres")
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with psycopg.connect(
-                    self.dsn, autocommit=True, prepare_threshold=None, connect_timeout=5
-                ) as conn:
-                    conn.execute("SELECT 1")
-            except psycopg.Error:
-                pass
-            self.stop.wait(0.2)
-
-    def __enter__(self) -> WaitingClient:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
-
-
 @pytest.mark.slow
 def test_database_down_behind_a_live_pgbouncer(
     bouncer_with_own_postgres: tuple[PostgresServer, PgBouncerServer], workdir: Path
@@ -222,106 +174,6 @@ def test_database_down_behind_a_live_pgbouncer(
             lambda e: e.value("resilience_pgbouncer_database_up", **db) == 1,
             timeout=60,
         )
-
-
-class HeldTransactions:
-    """`n` clients of the database behind PgBouncer, each inside a transaction (so each holds
-    a server connection in transaction pooling) until the block ends."""
-
-    def __init__(self, bouncer: PgBouncerServer, n: int) -> None:
-        self.dsn = bouncer.dsn(MONITOR_USER, MONITOR_PASSWORD, "postgres")
-        self.release = threading.Event()
-        self.threads = [threading.Thread(target=self._hold, daemon=True) for _ in range(n)]
-
-    def _hold(self) -> None:
-        with psycopg.connect(self.dsn, prepare_threshold=None, connect_timeout=10) as conn:
-            conn.execute("SELECT 1")
-            self.release.wait(60)
-            conn.rollback()
-
-    def __enter__(self) -> HeldTransactions:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        for thread in self.threads:
-            thread.join(30)
-
-
-@pytest.mark.slow
-def test_reserve_pool_use_and_servers_stuck_testing_fire_their_alerts(workdir: Path) -> None:
-    """A pool of 2 with a reserve of 2: four transactions at once take the reserve. Then a
-    hung server: PgBouncer checks an idle server connection before handing it out
-    (server_check_delay 0) and the check hangs in the tested state. Both alerts fire in a
-    real Prometheus with the shipped rules (short `for:`)."""
-    overrides = {
-        "alerts": {
-            "ResiliencePgbouncerReservePoolInUse": {"for": "1s"},
-            "ResiliencePgbouncerServersStuckTesting": {"for": "1s"},
-        }
-    }
-    rule_files = write_rules(workdir / "rules", render(load_thresholds(overrides=overrides)))
-    pool = {"target": "bouncer", "database": "postgres", "user": MONITOR_USER}
-    with PostgresServer() as pg:
-        pg.create_role(MONITOR_USER, MONITOR_PASSWORD)
-        with (
-            PgBouncerServer(
-                pg,
-                users=[(MONITOR_USER, MONITOR_PASSWORD)],
-                pool_size=2,
-                reserve_pool_size=2,
-                reserve_pool_timeout=0.5,
-                server_check_delay=0,
-            ) as bouncer,
-            ExporterProcess(
-                workdir, config=bouncer_config(bouncer), env={"PGB_PW": MONITOR_PASSWORD}
-            ) as exp,
-            PrometheusServer(
-                scrape={"resilience-exporter": [f"127.0.0.1:{exp.port}"]}, rule_files=rule_files
-            ) as prometheus,
-        ):
-            with HeldTransactions(bouncer, 4):
-                m = exp.wait_for(
-                    "four server connections for a pool of two",
-                    lambda e: sum(e.series("resilience_pgbouncer_servers", **pool).values()) == 4,
-                    timeout=30,
-                )
-                db = {"target": "bouncer", "database": "postgres"}
-                assert m.value("resilience_pgbouncer_pool_size", **db) == 2
-                assert m.value("resilience_pgbouncer_reserve_pool_size", **db) == 2
-                wait_firing(
-                    prometheus,
-                    "ResiliencePgbouncerReservePoolInUse",
-                    timeout=60,
-                    database="postgres",
-                )
-                (reserve,) = prometheus.query(
-                    'pool:resilience_pgbouncer_servers_beyond_pool_size:sum{database="postgres"}'
-                )
-                assert reserve["value"][1] == "2"
-
-            pg.freeze()
-            try:
-                with WaitingClient(bouncer):
-                    exp.wait_for(
-                        "a server connection stuck in the tested state",
-                        lambda e: (
-                            (e.value("resilience_pgbouncer_servers", **pool, state="tested") or 0)
-                            >= 1
-                        ),
-                        timeout=30,
-                    )
-                    wait_firing(
-                        prometheus,
-                        "ResiliencePgbouncerServersStuckTesting",
-                        timeout=60,
-                        database="postgres",
-                    )
-                    pg.thaw()  # before the client is joined: its query then finishes
-            finally:
-                pg.thaw()
 
 
 @pytest.mark.slow

@@ -7,8 +7,6 @@ a real Prometheus evaluates the shipped rules on what it exports."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,11 @@ from aiohttp import web
 from credentials import MONITOR_PASSWORD, MONITOR_USER
 from exporter_process import ExporterProcess, Scrape
 from http_app import BackgroundApp
-from node_service import NODE_APP, NodeService, node_binary, npm_ci
+from node_service import NODE_APP, NodeService, npm_ci
 
 from alerts.generate import render, write_rules
 from alerts.thresholds import load_thresholds
-from resilience_exporter.metrics.breaker_schema import OUTCOMES, BreakerView
-from resilience_exporter.metrics.health_mapping import apply
-from resilience_exporter.metrics.health_presets import PRESETS
+from resilience_exporter.metrics.breaker_schema import OUTCOMES
 from scripts.testservers.base import ServerError, wait_until
 from scripts.testservers.postgres import PostgresServer
 from scripts.testservers.prometheus import PrometheusServer
@@ -391,77 +387,6 @@ def test_window_counts_leave_with_the_window(
     )
     assert reported_outcomes(service.health(), "quick") == dict.fromkeys(OUTCOMES, 0)
     assert not m.has("resilience_breaker_calls_total", breaker="quick", source=SOURCE)
-
-
-# --- opossum's other states, from real breakers -------------------------------------------
-@pytest.fixture(scope="module")
-def edge_breakers() -> dict[str, BreakerView]:
-    npm_ci()
-    printed = subprocess.run(
-        [node_binary(), str(NODE_APP / "edge-documents.js")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    return apply(PRESETS["node"], json.loads(printed.stdout)).breakers
-
-
-@pytest.mark.slow
-def test_a_fresh_breaker_has_zeros_but_no_ratio_or_latency(
-    edge_breakers: dict[str, BreakerView],
-) -> None:
-    fresh = edge_breakers["fresh"]
-    assert fresh.state == "closed"
-    assert fresh.window_calls == dict.fromkeys(OUTCOMES, 0)
-    assert fresh.window_fallbacks == 0
-    assert fresh.failure_ratio is None
-    assert fresh.call_duration_quantiles is None
-
-
-@pytest.mark.slow
-def test_disabled_is_closed_and_shut_down_is_open(edge_breakers: dict[str, BreakerView]) -> None:
-    assert edge_breakers["disabled"].state == "closed"  # open, but calls pass unprotected
-    assert edge_breakers["shutdown"].state == "open"  # every call is refused
-
-
-@pytest.mark.slow
-def test_percentiles_turned_off_leave_no_latency(edge_breakers: dict[str, BreakerView]) -> None:
-    view = edge_breakers["no-percentiles"]
-    assert view.window_calls == {"success": 1, "failure": 0, "timeout": 0, "rejected": 0}
-    assert view.call_duration_quantiles is None  # opossum reports -1 for each
-    assert view.failure_ratio == 0
-
-
-@pytest.mark.slow
-def test_a_forgiven_timeout_does_not_make_a_negative_failure_count(
-    edge_breakers: dict[str, BreakerView],
-) -> None:
-    view = edge_breakers["forgiven"]
-    # opossum counts the filtered timeout as a timeout and as a success.
-    assert view.window_calls == {"success": 1, "failure": 0, "timeout": 1, "rejected": 0}
-    assert view.call_duration_quantiles is not None
-    assert view.call_duration_quantiles[1.0] >= 0.009  # its 10 ms timeout, in seconds
-
-
-@pytest.mark.slow
-def test_semaphore_rejections_are_rejected_not_failed(
-    edge_breakers: dict[str, BreakerView],
-) -> None:
-    view = edge_breakers["busy"]
-    assert view.window_calls == {"success": 1, "failure": 0, "timeout": 0, "rejected": 1}
-    assert view.failure_ratio == 0.5  # opossum's trip ratio counts it as a failure
-
-
-@pytest.mark.slow
-def test_calls_that_outlive_the_window_keep_the_ratio_at_most_one(
-    edge_breakers: dict[str, BreakerView],
-) -> None:
-    view = edge_breakers["outlived"]
-    # opossum's window: 1 fire, 2 failures (the timeouts), 1 success.
-    assert view.window_calls == {"success": 1, "failure": 0, "timeout": 2, "rejected": 0}
-    assert view.failure_ratio == 1
 
 
 # --- the documentation's route is the one the service runs -------------------------------

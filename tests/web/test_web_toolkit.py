@@ -13,27 +13,27 @@ a failed handshake) the case says so, and docs/security.md lists it.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trustme
 from exporter_process import ExporterProcess
 from toolkit_cases import DEBIAN_PACKAGE, TESTDATA, TOOLKIT_WEB, ToolkitCase, load_cases
+from web_support import (
+    OPENSSL_CIPHERS,
+    client_context,
+    load_error,
+    request,
+    start_exporter,
+    write,
+)
 
-from resilience_exporter.configuration.yamlfile import ConfigError
-from resilience_exporter.web.tls import WebConfigError
-from resilience_exporter.web.webconfig import load_web_config
 from scripts.testservers.base import wait_until
 
 if not TOOLKIT_WEB.is_dir():
@@ -78,21 +78,6 @@ STATUS_ERRORS: Mapping[str, int] = {
 }
 # exporter-toolkit refuses to serve HTTP/2 without its mandatory cipher; we serve HTTP/1.1.
 HTTP2_ONLY = frozenset({"No HTTP2 cipher"})
-# Go's names of cipher suites and curves, as OpenSSL calls them.
-OPENSSL_CIPHERS: Mapping[str, str] = {
-    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
-}
-OPENSSL_CURVES: Mapping[str, str] = {
-    "CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1",
-}  # fmt: skip
-TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
-    "VersionTLS10": ssl.TLSVersion.TLSv1,
-    "VersionTLS11": ssl.TLSVersion.TLSv1_1,
-    "VersionTLS12": ssl.TLSVersion.TLSv1_2,
-}
 BODY_MARK = "resilience_exporter_build_info"
 
 
@@ -111,14 +96,6 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- load time: every file accepted or refused as exporter-toolkit does ---------------------
-
-
-def load_error(path: Path) -> str | None:
-    try:
-        load_web_config(path)
-    except (ConfigError, WebConfigError) as exc:
-        return str(exc)
-    return None
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if is_load_case(c)], ids=case_id)
@@ -170,75 +147,6 @@ def test_the_exporter_exits_2_naming_the_file_for_a_refused_one(tmp_path: Path) 
 # --- run time: the exporter serving each file, the Go test's requests ---------------------
 
 
-def start_exporter(workdir: Path, web_config: Path | None) -> ExporterProcess:
-    """The real exporter with one web config, waited for by TCP connect (a client
-    certificate may be needed for anything more)."""
-    args = [f"--web.config.file={web_config}"] if web_config is not None else []
-    exporter = ExporterProcess(workdir, config="host: {enabled: false}\n", args=args)
-    return exporter.start(wait_healthy=False).wait_listening()
-
-
-@dataclass
-class Answer:
-    status: int
-    body: str
-    headers: Mapping[str, str]
-    cipher: str | None
-
-
-def client_context(case: ToolkitCase, testdata: Path = TESTDATA) -> ssl.SSLContext:
-    """The Go test's getTLSClient. It verifies the server against tls-ca-chain.pem; OpenSSL
-    3.0 refuses that chain for any client (its CAs carry only anyExtendedKeyUsage, which Go
-    accepts and OpenSSL 3.0 does not), so the chain is checked once by
-    test_the_served_certificate_verifies_against_the_ca_chain and not per request."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    # Go's client offers RSA key exchange suites by default (until Go 1.22; exporter-toolkit
-    # 0.8.2's files name one); Python's default list leaves them out.
-    ctx.set_ciphers("DEFAULT")
-    if case.client_certificate:
-        ctx.load_cert_chain(
-            str(testdata / f"{case.client_certificate}.pem"),
-            str(testdata / f"{case.client_certificate}.key"),
-        )
-    if case.cipher_suites:
-        ctx.set_ciphers(":".join(OPENSSL_CIPHERS[s] for s in case.cipher_suites))
-    if case.curve_preferences:
-        ctx.set_ecdh_curve(OPENSSL_CURVES[case.curve_preferences[0]])
-    if case.client_max_tls_version:
-        with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated: that is the point
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.maximum_version = TLS_VERSIONS[case.client_max_tls_version]
-    return ctx
-
-
-def request(
-    port: int,
-    context: ssl.SSLContext | None,
-    *,
-    path: str = "/metrics",
-    auth: tuple[str, str] | None = None,
-) -> Answer:
-    conn: http.client.HTTPConnection = (
-        http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
-        if context is not None
-        else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    )
-    headers = {}
-    if auth is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        body = response.read().decode()
-        negotiated = conn.sock.cipher() if isinstance(conn.sock, ssl.SSLSocket) else None
-        cipher = negotiated[0] if negotiated else None
-        return Answer(response.status, body, dict(response.headers), cipher)
-    finally:
-        conn.close()
-
-
 def run_case(port: int, case: ToolkitCase) -> None:
     context = client_context(case) if case.use_tls_client else None
     auth = (case.username, case.password) if case.username else None
@@ -257,29 +165,6 @@ def run_case(port: int, case: ToolkitCase) -> None:
     assert BODY_MARK in answers[0].body
     if case.actual_cipher:
         assert answers[0].cipher == OPENSSL_CIPHERS[case.actual_cipher]
-
-
-@pytest.mark.slow
-def test_the_served_certificate_verifies_against_the_ca_chain(tmp_path: Path) -> None:
-    exporter = start_exporter(tmp_path, TESTDATA / "web_config_noAuth.good.yml")
-    try:
-        pem = ssl.get_server_certificate(("127.0.0.1", exporter.port), timeout=10)
-    finally:
-        exporter.stop()
-    assert pem == ssl.DER_cert_to_PEM_cert(
-        ssl.PEM_cert_to_DER_cert((TESTDATA / "server.crt").read_text())
-    )
-    served = tmp_path / "served.pem"
-    served.write_text(pem)
-    verify = subprocess.run(
-        # `-purpose any`: OpenSSL 3.0 refuses CAs whose only extended key usage is
-        # anyExtendedKeyUsage for TLS servers (Go accepts them); signatures, dates and the
-        # host name are checked all the same.
-        ["openssl", "verify", "-purpose", "any", "-verify_hostname", "localhost",
-         "-CAfile", str(TESTDATA / "tls-ca-chain.pem"), str(served)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 RUNTIME_CASES = [c for c in CASES if not is_load_case(c)]
@@ -390,68 +275,6 @@ def test_configured_headers_are_sent(tmp_path: Path) -> None:
 # --- cases newer exporter-toolkit releases test, made from the installed test data ----------
 
 
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def indented(path: Path) -> str:
-    return "".join(f"    {line}\n" for line in path.read_text().splitlines())
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('tls_server_config:\n  cert: ""\n  key_file: "{d}/server.key"\n',
-         "missing one of cert or cert_file"),
-        ('tls_server_config:\n  cert_file: "{d}/server.crt"\n  key: ""\n',
-         "missing one of key or key_file"),
-    ],
-)  # fmt: skip
-def test_empty_inline_cert_or_key_is_refused(tmp_path: Path, text: str, expected: str) -> None:
-    error = load_error(write(tmp_path, "web.yml", text.format(d=TESTDATA)))
-    assert error is not None
-    assert expected in error
-
-
-@pytest.mark.slow
-def test_inline_certificate_and_key(tmp_path: Path) -> None:
-    web = write(
-        tmp_path,
-        "web.yml",
-        "tls_server_config:\n  cert: |\n" + indented(TESTDATA / "server.crt")
-        + "  key: |\n" + indented(TESTDATA / "server.key"),
-    )  # fmt: skip
-    exporter = start_exporter(tmp_path, web)
-    try:
-        case = ToolkitCase("", "", "", None, use_tls_client=True)
-        assert request(exporter.port, client_context(case)).status == 200
-    finally:
-        exporter.stop()
-    assert "PRIVATE KEY" not in exporter.logs()
-
-
-@pytest.mark.slow
-def test_require_any_client_cert_with_an_inline_key(tmp_path: Path) -> None:
-    web = write(
-        tmp_path,
-        "web.yml",
-        f'tls_server_config:\n  cert_file: "{TESTDATA}/server.crt"\n  key: |\n'
-        + indented(TESTDATA / "server.key")
-        + '  client_auth_type: "RequireAnyClientCert"\n',
-    )
-    exporter = start_exporter(tmp_path, web)
-    try:
-        with_cert = ToolkitCase("", "", "", None, use_tls_client=True,
-                                client_certificate="client2_selfsigned")  # fmt: skip
-        assert request(exporter.port, client_context(with_cert)).status == 200
-        with pytest.raises((OSError, http.client.HTTPException)):
-            request(exporter.port, client_context(ToolkitCase("", "", "", None)))
-    finally:
-        exporter.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("interval", "limited"), [("0", False), ('"1s"', True)])
 def test_rate_limit(tmp_path: Path, interval: str, limited: bool) -> None:
@@ -462,30 +285,3 @@ def test_rate_limit(tmp_path: Path, interval: str, limited: bool) -> None:
     finally:
         exporter.stop()
     assert (429 in statuses) is limited, statuses
-
-
-@pytest.mark.slow
-def test_client_allowed_sans(tmp_path: Path) -> None:
-    """The newer web_config_auth_client_san.{good,bad}.yaml: a client certificate with the
-    DNS SANs one/test3/two is admitted by an allow-list naming test3, refused by one naming
-    only `bad` (403 here, a failed handshake in exporter-toolkit)."""
-    ca = trustme.CA()
-    client = ca.issue_cert("one", "test3", "two")
-    ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
-    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
-    for allowed, status in (('["one", "test3", "two"]', 200), ('["bad"]', 403)):
-        web = write(
-            tmp_path,
-            "web.yml",
-            f'tls_server_config:\n  cert_file: "{TESTDATA}/server.crt"\n'
-            f'  key_file: "{TESTDATA}/server.key"\n'
-            '  client_auth_type: "RequireAndVerifyClientCert"\n'
-            f'  client_ca_file: "client-ca.pem"\n  client_allowed_sans: {allowed}\n',
-        )
-        exporter = start_exporter(tmp_path, web)
-        try:
-            context = client_context(ToolkitCase("", "", "", None, use_tls_client=True))
-            context.load_cert_chain(str(tmp_path / "client.pem"))
-            assert request(exporter.port, context).status == status
-        finally:
-            exporter.stop()
